@@ -1,0 +1,38 @@
+# reasonbridge — `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast ui clean clean-all
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install (torch 2.13.0 CPU first, then the known-good pins)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+demo: install ## run the demo experiment (base vs trained student) end to end on CPU, log to MLflow
+	$(PY) run.py -m experiment=demo
+	@echo "Results: MLflow experiment 'demo' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
+
+test: install ## run the test suite
+	$(PY) -m pytest -q
+
+test-fast: install ## run the tests without the slow end-to-end ones
+	$(PY) -m pytest -q -m "not slow"
+
+ui: install ## serve the MLflow UI over the project's store on http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+clean: ## remove Hydra outputs and test caches (keeps the stage cache and MLflow store)
+	rm -rf outputs multirun .pytest_cache
+
+clean-all: clean ## also remove the stage cache, the MLflow store and the venv
+	rm -rf .cache mlflow.db mlruns mlartifacts $(VENV)

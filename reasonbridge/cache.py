@@ -1,0 +1,88 @@
+"""Content-addressed stage cache.
+
+Each stage's artifact lives in `<cache_dir>/<stage>/<key>/`, where the key hashes the
+stage's config slice, the keys of the stages it reads and a stage version. A stage is
+computed into a temporary folder and renamed into place, so a reader never sees a
+half-written artifact; a file lock per key makes concurrent jobs compute it once (the
+lock is an OS `flock`, released by the kernel if its holder dies, so it never goes stale).
+A run killed mid-stage leaves only a temp folder, removed on the next attempt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+MANIFEST = "stage.json"
+
+
+def stage_key(stage: str, version: int, config: Any, upstream: dict[str, str] | None = None) -> str:
+    """Stable hash of everything a stage's output depends on."""
+    payload = {"stage": stage, "version": version, "config": config, "upstream": upstream or {}}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class StageResult:
+    stage: str
+    key: str
+    path: Path
+    hit: bool  # True when read from the cache, False when computed in this call
+    seconds: float
+
+
+class StageCache:
+    def __init__(self, root: str | os.PathLike, force: set[str] | None = None):
+        self.root = Path(root)
+        self.force = force or set()
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def exists(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / MANIFEST).exists()
+
+    def run(self, stage: str, key: str, compute: Callable[[Path], None],
+            meta: dict | None = None) -> StageResult:
+        """Return the artifact folder for (stage, key), computing it with
+        `compute(tmp_dir)` unless it is cached (or the stage is forced)."""
+        final = self.path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        forced = stage in self.force or "all" in self.force
+        start = time.perf_counter()
+        with FileLock(str(final) + ".lock"):
+            if (final / MANIFEST).exists() and not forced:
+                return StageResult(stage, key, final, True, time.perf_counter() - start)
+            tmp = final.parent / f".tmp-{key}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            for stale in final.parent.glob(f".tmp-{key}-*"):  # left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                compute(tmp)
+                manifest = {"stage": stage, "key": key, "created": time.time(),
+                            "seconds": time.perf_counter() - start, **(meta or {})}
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+                if final.exists():  # forced recompute replaces the old artifact
+                    old = final.parent / f".old-{key}-{os.getpid()}"
+                    final.rename(old)
+                    shutil.rmtree(old, ignore_errors=True)
+                tmp.rename(final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return StageResult(stage, key, final, False, time.perf_counter() - start)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)

@@ -1,0 +1,122 @@
+"""The symbolic teacher: writes a problem's solution plan as a hierarchical reasoning trace.
+
+A trace has one line per level (strategy, plan, the operational steps with a check, the boxed
+answer). A seeded share of traces carries one realistic defect, so that quality filters have
+something to catch. The defect draw depends only on (teacher seed, problem id): a problem gets
+the same trace whatever else is generated and in whatever order.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+
+from reasonbridge.curation.synthetic import apply_op, inverse_check, step_ancestors
+from reasonbridge.evaluation.answers import extract_boxed
+
+DEFECT_KINDS = ("arithmetic_slip", "broken_format", "contradiction", "multiple_answers")
+
+
+def _nudge(rng: random.Random, value: int) -> int:
+    """A nearby, different, non-negative value."""
+    return rng.choice([value + s * k for k in (1, 2, 3) for s in (1, -1) if value + s * k >= 0])
+
+
+def _propagate(steps: list[dict], j: int, delta: int) -> list[dict] | None:
+    """Steps with step j's result off by ``delta`` and every later step recomputed from it."""
+    out = [dict(s) for s in steps]
+    out[j]["result"] += delta
+    if out[j]["result"] < 0:
+        return None
+    for s in out[j + 1:]:
+        for operand in ("a", "b"):
+            if s.get(f"{operand}_src") is not None:
+                s[operand] = out[s[f"{operand}_src"]]["result"]
+        s["result"] = apply_op(s["a"], s["op"], s["b"])
+        if s["result"] is None:
+            return None
+    return out
+
+
+def _slip(steps: list[dict], check: dict, rng: random.Random) -> tuple[list[dict], dict]:
+    """An arithmetic slip in a step that feeds the answer, carried through to a wrong answer."""
+    def deltas(step: dict) -> tuple[int, ...]:  # off by a factor too, so a slipped product can still be undone
+        return (1, -1, 2, -2, 3, -3) + ((step["b"], -step["b"]) if step["op"] == "*" else ())
+    candidates = [(j, delta) for j in sorted(step_ancestors(steps, len(steps) - 1)) for delta in deltas(steps[j])]
+    rng.shuffle(candidates)
+    for j, delta in candidates:
+        new = _propagate(steps, j, delta)
+        new_check = inverse_check(new[-1]) if new else None
+        if new_check and new[-1]["result"] != steps[-1]["result"]:
+            return new, new_check
+    new = [dict(s) for s in steps]  # nothing carries through cleanly: slip the last step alone
+    new[-1]["result"] += 1
+    return new, check
+
+
+def _assemble(lines: list[tuple[str, str]]) -> tuple[str, list[dict]]:
+    """Join (level, line) pairs; consecutive lines of one level form one segment."""
+    text, segments = "", []
+    for level, line in lines:
+        text += "\n" if text else ""
+        start, text = len(text), text + line
+        if segments and segments[-1]["level"] == level:
+            segments[-1]["end"] = len(text)
+        else:
+            segments.append({"level": level, "start": start, "end": len(text)})
+    return text, segments
+
+
+class SymbolicTeacher:
+    """Renders ``problem["meta"]`` as a trace; with probability ``defect_rate`` adds one defect."""
+
+    name = "symbolic"
+
+    def __init__(self, defect_rate: float = 0.1, seed: int = 0):
+        if not 0.0 <= defect_rate <= 1.0:
+            raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
+        self.defect_rate, self.seed = defect_rate, seed
+
+    def _rng(self, problem_id: str) -> random.Random:
+        digest = hashlib.sha256(f"{self.seed}\x00{problem_id}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def generate(self, problem: dict) -> dict:
+        meta, rng = problem["meta"], self._rng(problem["id"])
+        # Both draws happen whatever the rate, so raising defect_rate only adds defects.
+        roll, kind = rng.random(), rng.choice(DEFECT_KINDS)
+        defect = kind if roll < self.defect_rate else None
+        steps, check, answer = meta["steps"], meta["check"], problem["answer"]
+        if defect == "arithmetic_slip":
+            steps, check = _slip(steps, check, rng)
+            answer = str(steps[-1]["result"])
+        ops = [f"Step {i}: {s['a']} {s['op']} {s['b']} = {s['result']} ({s['what']})" for i, s in enumerate(steps, 1)]
+        final = f"Final Answer: \\boxed{{{answer}}}"
+        if defect == "contradiction":  # restate a quantity just computed, with another value
+            j = rng.randrange(len(steps))
+            ops.insert(j + 1, f"So {steps[j]['what']} is {_nudge(rng, steps[j]['result'])}.")
+        elif defect == "multiple_answers":
+            boxes = [answer, str(_nudge(rng, int(answer)))]
+            rng.shuffle(boxes)
+            final = "Final Answer: " + " or ".join(f"\\boxed{{{b}}}" for b in boxes)
+        elif defect == "broken_format":
+            variant = rng.randrange(4)
+            if variant == 0:
+                final = f"Final Answer: {answer}"
+            elif variant == 1:
+                final = final[:-1]  # unclosed \boxed{
+            elif variant == 2:
+                final = final[:-1] + ")"
+            else:
+                j = rng.randrange(len(ops))
+                ops[j] = ops[j][:-1]  # unclosed parenthesis around the step's label
+        plan = " ".join(f"{i}) {goal}" for i, goal in enumerate(meta["plan"], 1))
+        text, segments = _assemble(
+            [("strategic", f"Strategy: {meta['strategy']}"), ("tactical", f"Plan: {plan}")]
+            + [("operational", line) for line in ops]
+            + [("operational", f"Check: {check['a']} {check['op']} {check['b']} = {check['result']}, which matches."),
+               ("answer", final)])
+        return {"problem_id": problem["id"], "teacher": self.name, "text": text, "answer": extract_boxed(text),
+                "segments": segments, "defects": [defect] if defect else []}
+
+    def generate_many(self, problems: list[dict]) -> list[dict]:
+        return [self.generate(p) for p in problems]

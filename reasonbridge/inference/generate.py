@@ -1,0 +1,36 @@
+"""Batched greedy generation with any transformers causal LM (inference=none)."""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
+             progress: bool = True, desc: str = "generate") -> list[dict]:
+    """Generate a completion for each already-templated prompt; returns text and token counts.
+
+    Prompts are batched by length (left padding) so little compute goes to padding.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[dict | None] = [None] * len(prompts)
+    tokenizer.padding_side = "left"
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        new = out[:, enc["input_ids"].shape[1]:]
+        for row, i in zip(new, idx):
+            ids = row.tolist()
+            if tokenizer.eos_token_id in ids:
+                ids = ids[:ids.index(tokenizer.eos_token_id) + 1]
+            n_tokens = sum(1 for t in ids if t != tokenizer.pad_token_id)
+            results[i] = {"output": tokenizer.decode(ids, skip_special_tokens=True),
+                          "tokens": n_tokens, "hit_limit": tokenizer.eos_token_id not in ids}
+        bar.update(len(idx))
+    bar.close()
+    return results

@@ -1,0 +1,42 @@
+"""JSONL reading and writing with errors that name the file, line and field."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+
+class DataError(ValueError):
+    """Bad input data; the message starts with `file:line`."""
+
+
+def iter_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]:
+    path = Path(path)
+    required = tuple(required)
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for name in required:
+                if name not in row:
+                    raise DataError(f"{path}:{lineno}: missing field {name!r}")
+            yield row
+
+
+def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
+    return list(iter_jsonl(path, required))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    n = 0
+    with Path(path).open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n

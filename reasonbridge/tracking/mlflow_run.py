@@ -1,0 +1,89 @@
+"""MLflow at the edge: one run per pipeline invocation, logged in batches."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+PARAM_BATCH, METRIC_BATCH = 100, 1000
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "hydra-core", "mlflow", "tokenizers")
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """`MLFLOW_TRACKING_URI` wins, then `tracking.uri`, then MLflow's own default."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or mlflow.get_tracking_uri()
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(tree, dict):
+        out: dict[str, str] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): str(tree)}
+
+
+def environment_tags() -> dict[str, str]:
+    tags = {}
+    for lib in LIBRARIES:
+        try:
+            tags[f"lib/{lib}"] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+            tags["git_dirty"] = str(bool(dirty))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+class RunLogger:
+    """Thin wrapper over MlflowClient: params/tags/metrics are sent in batches."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str, tags: dict[str, str]):
+        self.uri = resolve_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.run = self.client.create_run(exp_id, run_name=run_name, tags={**environment_tags(), **tags})
+        self.run_id = self.run.info.run_id
+        self.experiment_id = exp_id
+
+    def log_params(self, params: dict[str, str]) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(self.run_id, params=items[i:i + PARAM_BATCH])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i:i + PARAM_BATCH])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self.log_series([(k, v, step) for k, v in metrics.items()])
+
+    def log_series(self, points: list[tuple[str, float, int]]) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(s)) for k, v, s in points]
+        for i in range(0, len(items), METRIC_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i:i + METRIC_BATCH])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""reasonbridge: compose a config with Hydra and run the ReasonBridge pipeline.
+
+  python run.py                              # the embedded default, end to end, one MLflow run
+  python run.py --cfg job                    # show the composed config
+  python run.py -m adapters=lora,none        # a sweep; shared stages are computed once
+  python run.py -m experiment=demo           # the demo: rows `base` and `reasonbridge`
+  python run.py stop_after=data              # stop after a stage (student|benchmark|pool|traces|data|train|eval)
+  python run.py force=[train,eval]           # recompute stages even when cached
+"""
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from reasonbridge.config import ConfigError, register_configs
+from reasonbridge.io import DataError
+
+register_configs()
+log = logging.getLogger("reasonbridge")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from reasonbridge.pipeline import run_experiment
+
+    try:
+        result = run_experiment(cfg)
+    except (ConfigError, DataError) as e:
+        log.error("%s", e)
+        sys.exit(2)
+    for name, value in sorted(result.metrics.items()):
+        log.info("%s = %.4g", name, value)
+    acc = result.metrics.get(f"acc/{cfg.benchmark.name}")
+    print(f"[{cfg.tracking.row}] " + (f"acc/{cfg.benchmark.name} = {acc:.3f}" if acc is not None
+                                      else f"stopped after {result.stopped_after}")
+          + f"  (MLflow run {result.run_id}, experiment {cfg.tracking.experiment!r})", flush=True)
+    return acc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from reasonbridge.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+register_configs()
+
+
+def compose_config(overrides: list[str] | None = None):
+    """Compose the real config tree, as `python run.py <overrides>` would."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides or [])
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One stage cache for the whole session, so the micro student is built once."""
+    return tmp_path_factory.mktemp("stage-cache")
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture
+def micro_cfg(shared_cache, mlflow_uri):
+    def make(*overrides: str):
+        return compose_config(["experiment=micro", f"paths.cache_dir={shared_cache}", "progress=false",
+                               *overrides])
+    return make

@@ -1,0 +1,60 @@
+import pytest
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+from hydra.errors import ConfigCompositionException
+
+from reasonbridge.config import ConfigError, validate
+from tests.conftest import compose_config
+
+
+def test_default_config_composes_and_validates():
+    cfg = compose_config()
+    validate(cfg)
+    assert cfg.model.source == "tiny" and cfg.adapters.name == "lora" and cfg.data.name == "full"
+    assert cfg.tracking.row == "default"
+
+
+def test_row_presets_override_groups():
+    assert compose_config(["row=base"]).adapters.name == "none"
+    cfg = compose_config(["row=reasonbridge"])
+    assert cfg.tracking.row == "reasonbridge" and cfg.adapters.name == "lora"
+
+
+def test_demo_experiment_sweeps_both_rows():
+    cfg = compose_config(["experiment=demo"])
+    assert cfg.tracking.experiment == "demo"
+
+
+def test_unknown_key_fails_naming_it():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config(["adapters.rank=8"])
+    assert "rank" in str(e.value.__cause__) and "AdaptersConfig" in str(e.value.__cause__)
+
+
+def test_wrong_type_fails_naming_the_field():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config(["train.lr=fast"])
+    assert "train.lr" in str(e.value.__cause__)
+
+
+def test_unknown_group_option_lists_the_available_ones():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config(["adapters=bogus"])
+    assert "adapters/bogus" in str(e.value) and "lora" in str(e.value)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("teacher.defect_rate=1.5", "teacher.defect_rate"),
+    ("pool.difficulties=[4,2]", "pool.difficulties"),
+    ("stop_after=nowhere", "stop_after"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("adapters.name=qlora", "adapters.name"),
+    ("data=random", None),
+])
+def test_invalid_values_fail_before_work_naming_the_field(override, field):
+    cfg = compose_config([override])
+    if field is None:  # data=random with its default size is valid
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate(cfg)
