@@ -10,6 +10,7 @@
 """
 import logging
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -18,6 +19,8 @@ from reasonbridge.config import ConfigError, register_configs
 from reasonbridge.io import DataError
 
 register_configs()
+# peft still calls a transformers property that v5 deprecated; nothing for users to act on
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 log = logging.getLogger("reasonbridge")
 
 

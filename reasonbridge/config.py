@@ -19,13 +19,16 @@ STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval")
 class TinyStudentConfig:
     """Architecture and direct-answer pre-training of the embedded tiny student."""
 
-    vocab_size: int = 512
+    vocab_size: int = 1024
     hidden_size: int = 128
     intermediate_size: int = 352
     num_layers: int = 4
     num_heads: int = 4
     max_position_embeddings: int = 512
-    pretrain_examples: int = 20000
+    pretrain_examples: int = 12000
+    # arithmetic fact sheets (`a op b = c` lines): single operations, never a chain of them
+    fact_sheets: int = 3000
+    facts_per_sheet: int = 16
     pretrain_epochs: int = 1
     pretrain_batch_size: int = 64
     pretrain_lr: float = 3e-3
@@ -56,7 +59,7 @@ class PoolConfig:
     name: str = "synthetic"
     size: int = 2000
     difficulties: list[int] = field(default_factory=lambda: [1, 5])
-    max_operand: int = 20
+    max_operand: int = 10
     domains: Optional[list[str]] = None
 
 

@@ -210,6 +210,9 @@ def run_experiment(cfg: DictConfig) -> PipelineResult:
     from reasonbridge.tracking.mlflow_run import RunLogger, flatten
 
     pipeline = Pipeline(cfg)  # validates before any work or any MLflow run
+    if not cfg.progress:
+        import transformers
+        transformers.utils.logging.disable_progress_bar()
     t = cfg.tracking
     tags = {"row": t.row, **({"table": t.table} if t.table else {}), **dict(t.tags)}
     logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags)

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from reasonbridge.config import TinyStudentConfig
@@ -28,10 +28,11 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE with every digit its own token (arithmetic stays learnable)."""
+    """Byte-level BPE in which every digit is its own token (with the space before it, if
+    any), so numbers are read digit by digit and arithmetic stays learnable."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex(" ?[0-9]"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
     tok.decoder = decoders.ByteLevel()
@@ -41,6 +42,30 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>")
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def operation_facts(problems: list[dict]) -> list[tuple[int, str, int, int]]:
+    """Every single operation (`a op b = c`) that a worked solution of these problems uses."""
+    facts = set()
+    for p in problems:
+        meta = p["meta"]
+        for st in [*meta["steps"], meta.get("check")]:
+            if st:
+                facts.add((st["a"], st["op"], st["b"], st["result"]))
+    return sorted(facts)
+
+
+def fact_sheets(problems: list[dict], n_sheets: int, per_sheet: int, seed: int) -> list[str]:
+    """Arithmetic fact sheets: lines `a op b = c`, half drawn as often as the suite uses them,
+    half uniformly over the distinct facts so rare operations are learnt too."""
+    used = [(st["a"], st["op"], st["b"], st["result"]) for p in problems for st in p["meta"]["steps"]]
+    distinct = operation_facts(problems)
+    rng = random.Random(seed)
+    sheets = []
+    for _ in range(n_sheets):
+        lines = [rng.choice(used) if rng.random() < 0.5 else rng.choice(distinct) for _ in range(per_sheet)]
+        sheets.append("\n".join(f"{a} {op} {b} = {c}" for a, op, b, c in lines))
+    return sheets
 
 
 def build_tiny_student(cfg: TinyStudentConfig, *, seed: int, pool_cfg, out_dir: Path,
@@ -70,6 +95,9 @@ def build_tiny_student(cfg: TinyStudentConfig, *, seed: int, pool_cfg, out_dir: 
     model = LlamaForCausalLM(config)
     examples = [encode_chat(tokenizer, chat(p["problem"], direct_answer_text(p)), cfg.max_position_embeddings,
                             assistant_only=False) for p in problems]
+    for sheet in fact_sheets(problems, cfg.fact_sheets, cfg.facts_per_sheet, seed):
+        ids = tokenizer(sheet + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        examples.append({"input_ids": ids, "labels": list(ids)})
     random.Random(seed).shuffle(examples)
     result = train_causal_lm(
         model, examples,
