@@ -60,7 +60,7 @@ class Site:
 
 # -- finding the layers by structure ------------------------------------------------------
 def _text_config(model):
-    config = model.config
+    config = getattr(model, "config", None)
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 

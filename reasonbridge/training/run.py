@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from reasonbridge.adapters.hierarchical import attach_hierarchical, load_hierarchical, plan_sites, save_hierarchical
@@ -56,6 +57,7 @@ def save_trained(model, adapters_name: str, out: Path) -> None:
 def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: Path,
                   checkpoint_dir: Path | None = None, on_step=None) -> dict:
     model, tokenizer = load_model(student_path, cfg.model.dtype)
+    torch.manual_seed(cfg.seed)  # adapter initialisation is part of the run's result
     model = attach_adapters(model, cfg.adapters)
     trainable, total = count_parameters(model)
     loss = loss_for(cfg)
