@@ -40,7 +40,9 @@ class BottleneckAdapter(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.up(nn.functional.gelu(self.down(h)))
+        # the adapter keeps fp32 weights on a bf16 base: lr-5e-5 updates would vanish in bf16
+        delta = self.up(nn.functional.gelu(self.down(h.to(self.down.weight.dtype))))
+        return h + delta.to(h.dtype)
 
     @staticmethod
     def count(d: int, r: int) -> int:
@@ -165,7 +167,7 @@ def attach_hierarchical(model, sites: list[Site], r: int) -> nn.Module:
         raise ValueError("no adapter sites: at least one level must be placed")
     layers = decoder_layers(model)
     ref = next(model.parameters())
-    module = HierarchicalAdapters(sites, hidden_size(model), r).to(device=ref.device, dtype=ref.dtype)
+    module = HierarchicalAdapters(sites, hidden_size(model), r).to(device=ref.device, dtype=torch.float32)
     for p in model.parameters():
         p.requires_grad_(False)
     model.hierarchical_adapters = module
