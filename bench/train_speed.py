@@ -6,7 +6,9 @@ and on SmolLM2-135M-Instruct. Model FLOPs utilisation = the training step's matm
 (counted by torch's FlopCounterMode on one step) × steps/s ÷ the peak of a large square
 matmul measured in this run in the same dtype. Run from the repository root:
 
-    python bench/train_speed.py [--steps 4] [--batch 8] [--models tiny,smollm2_135m]
+    python bench/train_speed.py [--steps N] [--batch B] [--models tiny,smollm2_135m]
+
+Defaults (batch, timed steps): tiny 8 × 4, SmolLM2 2 × 2 — a few minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from reasonbridge.training.sft import (TrainSettings, collate, encode_chat, hier
 from tests.conftest import compose_config  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEFAULT_SIZES = {"tiny": (8, 4), "smollm2_135m": (2, 2)}  # (batch, timed steps)
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
@@ -93,8 +96,8 @@ def measure(cfg, student: str, examples_rows: list[dict], precision: str, steps:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, help="timed steps per measurement (after one warm-up step)")
+    parser.add_argument("--batch", type=int, help="examples per step")
     parser.add_argument("--models", default="tiny,smollm2_135m")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -108,11 +111,13 @@ def main() -> None:
         pipe.run()
         student = pipe.student_path(pipe.result.stages["student"])
         rows = read_jsonl(pipe.result.stages["data"].path / "selected.jsonl")
+        batch, steps = DEFAULT_SIZES.get(name, (2, 2))
+        batch, steps = args.batch or batch, args.steps or steps
         for precision in DTYPES:
             results = {}
             for variant in ("full", "lora"):
                 cfg = compose_config([*base, f"adapters={variant}"])
-                r = results[variant] = measure(cfg, student, rows, precision, args.steps, args.batch)
+                r = results[variant] = measure(cfg, student, rows, precision, steps, batch)
                 ratio = f"{results['full']['tokens_per_s'] / r['tokens_per_s']:9.2f}" if variant == "lora" else ""
                 print(f"{name:14s} {precision:5s} {variant:9s} {r['trainable']:10d} {r['tokens_per_s']:9.0f} "
                       f"{r['flops_per_s'] / 1e9:8.1f} {r['flops_per_s'] / peaks[precision]:6.1%} {ratio}",

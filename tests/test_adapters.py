@@ -140,3 +140,46 @@ def test_lora_auto_rank_matches_the_hierarchical_budget():
 def test_decoder_layers_error_names_the_problem():
     with pytest.raises(ValueError, match="decoder layers"):
         decoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("override, field", [
+    ("adapters.r=auto", "adapters.r"),
+    ("adapters.strategic.fraction=[0.5,0.2]", "adapters.strategic.fraction"),
+    ("adapters.tactical.position=ffn", "adapters.tactical.position"),
+    ("adapters.levels=[strategic,planning]", "adapters.levels"),
+    ("train.loss=kl", "train.loss"),
+    ("train.precision=fp16", "train.precision"),
+    ("train.loss_weights.tactical=-1", "train.loss_weights.tactical"),
+])
+def test_invalid_adapter_and_training_options_fail_naming_the_field(override, field):
+    from reasonbridge.config import ConfigError, validate
+    cfg = compose_config(["adapters=full", override])
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate(cfg)
+
+
+@pytest.mark.slow
+def test_smollm2_takes_the_hierarchical_adapters_and_trains(micro_cfg):
+    """SmolLM2-135M (30 Llama layers, d=576): sites by thirds, identity at init, one real step."""
+    from reasonbridge.models.loading import load_model
+    from reasonbridge.pipeline import Pipeline
+    from reasonbridge.prompts import chat
+    from reasonbridge.training.sft import encode_chat
+
+    pipe = Pipeline(micro_cfg("model=smollm2_135m", "stop_after=student"))
+    model, tokenizer = load_model(pipe.student_path(pipe.student()))
+    example = encode_chat(tokenizer, chat("What is 2 + 3?", "Strategy: add.\nFinal Answer: \\boxed{5}"), 64)
+    ids = torch.tensor([example["input_ids"]])
+    with torch.no_grad():
+        base = model(ids).logits
+    model = attach_adapters(model, adapters_cfg("full"))
+    sites = model.hierarchical_adapters.sites
+    assert [s.layer for s in sites if s.level == "strategic"] == list(range(10))
+    assert [s.layer for s in sites if s.level == "operational"] == list(range(20, 30))
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, base, atol=1e-5)
+    result = train_causal_lm(model, [example] * 4, TrainSettings(lr=1e-3, batch_size=2, precision="bf16"),
+                             pad_id=tokenizer.pad_token_id, seed=0, progress=False)
+    assert result["steps"] == 2 and result["precision"] == "bf16"
+    ups = [a.up.weight for a in result["model"].hierarchical_adapters.adapters.values()]
+    assert all(w.abs().sum() > 0 for w in ups)

@@ -76,12 +76,14 @@ class Killed(RuntimeError):
     pass
 
 
-def _run(student: str, data, out, ckpt, kill_at: int | None = None, precision: str = "fp32"):
+def _run(student: str, data, out, ckpt, kill_at: int | None = None, precision: str = "fp32", seen=None):
     cfg = compose_config(["experiment=micro", "adapters=full", "adapters.r=8", "train.max_steps=6",
                           "train.batch_size=4", "train.save_every=2", f"train.precision={precision}",
                           "progress=false"])
 
     def on_step(step: int) -> None:
+        if seen is not None:
+            seen.append(step)
         if step == kill_at:
             raise Killed(step)
     summary = train_student(cfg, student, data, out, checkpoint_dir=ckpt, on_step=on_step)
@@ -98,7 +100,10 @@ def test_killed_training_resumes_to_the_same_weights_and_losses(micro_student, t
     with pytest.raises(Killed):
         _run(micro_student, data, tmp_path / "b", tmp_path / "ckpt-b", kill_at=5, precision=precision)
     assert (tmp_path / "ckpt-b" / "state.pt").exists()  # written at step 4
-    resumed, w_resumed = _run(micro_student, data, tmp_path / "b", tmp_path / "ckpt-b", precision=precision)
+    steps_run: list[int] = []
+    resumed, w_resumed = _run(micro_student, data, tmp_path / "b", tmp_path / "ckpt-b", precision=precision,
+                              seen=steps_run)
+    assert steps_run == [5, 6]  # it resumed after the step-4 checkpoint rather than starting over
     assert resumed["steps"] == straight["steps"] == 6 and resumed["tokens"] == straight["tokens"]
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
     assert set(resumed["history"][0]) >= {"loss_out", "loss_strategic", "loss_tactical", "loss_operational"}
