@@ -178,8 +178,8 @@ def test_smollm2_takes_the_hierarchical_adapters_and_trains(micro_cfg):
     assert [s.layer for s in sites if s.level == "operational"] == list(range(20, 30))
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, base, atol=1e-5)
-    result = train_causal_lm(model, [example] * 4, TrainSettings(lr=1e-3, batch_size=2, precision="bf16"),
+    result = train_causal_lm(model, [example] * 2, TrainSettings(lr=1e-3, batch_size=2, precision="bf16"),
                              pad_id=tokenizer.pad_token_id, seed=0, progress=False)
-    assert result["steps"] == 2 and result["precision"] == "bf16"
+    assert result["steps"] == 1 and result["precision"] == "bf16"
     ups = [a.up.weight for a in result["model"].hierarchical_adapters.adapters.values()]
-    assert all(w.abs().sum() > 0 for w in ups)
+    assert all(w.abs().sum() > 0 for w in ups)  # every adapter got a gradient through the real model
