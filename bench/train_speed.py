@@ -30,7 +30,7 @@ from reasonbridge.prompts import chat  # noqa: E402
 from reasonbridge.training.run import attach_adapters, loss_for  # noqa: E402
 from reasonbridge.training.sft import (TrainSettings, collate, encode_chat, hierarchical_loss,  # noqa: E402
                                        train_causal_lm)
-from tests.conftest import compose_config  # noqa: E402
+from bench._compose import compose_config  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_SIZES = {"tiny": (8, 4), "smollm2_135m": (2, 2)}  # (batch, timed steps)

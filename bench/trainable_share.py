@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from reasonbridge.adapters.hierarchical import BottleneckAdapter  # noqa: E402
 from reasonbridge.models.loading import count_parameters  # noqa: E402
 from reasonbridge.training.run import attach_adapters  # noqa: E402
-from tests.conftest import compose_config  # noqa: E402
+from bench._compose import compose_config  # noqa: E402
 
 
 def share(model_config: dict, adapters_cfg) -> dict:
