@@ -77,7 +77,7 @@ class Killed(RuntimeError):
 
 
 def _run(student: str, data, out, ckpt, kill_at: int | None = None, precision: str = "fp32", seen=None):
-    cfg = compose_config(["experiment=micro", "adapters=full", "adapters.r=8", "train.max_steps=6",
+    cfg = compose_config(["experiment=micro", "adapters=full", "adapters.r=8", "train.max_steps=4",
                           "train.batch_size=4", "train.save_every=2", f"train.precision={precision}",
                           "progress=false"])
 
@@ -94,17 +94,17 @@ def _run(student: str, data, out, ckpt, kill_at: int | None = None, precision: s
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_killed_training_resumes_to_the_same_weights_and_losses(micro_student, tmp_path, precision):
     data = tmp_path / "selected.jsonl"
-    write_jsonl(data, _traces(24))
+    write_jsonl(data, _traces(12))  # 3 steps an epoch: the resumed run crosses into epoch 2
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     straight, w_straight = _run(micro_student, data, tmp_path / "a", tmp_path / "ckpt-a", precision=precision)
     with pytest.raises(Killed):
-        _run(micro_student, data, tmp_path / "b", tmp_path / "ckpt-b", kill_at=5, precision=precision)
-    assert (tmp_path / "ckpt-b" / "state.pt").exists()  # written at step 4
+        _run(micro_student, data, tmp_path / "b", tmp_path / "ckpt-b", kill_at=3, precision=precision)
+    assert (tmp_path / "ckpt-b" / "state.pt").exists()  # written at step 2
     steps_run: list[int] = []
     resumed, w_resumed = _run(micro_student, data, tmp_path / "b", tmp_path / "ckpt-b", precision=precision,
                               seen=steps_run)
-    assert steps_run == [5, 6]  # it resumed after the step-4 checkpoint rather than starting over
-    assert resumed["steps"] == straight["steps"] == 6 and resumed["tokens"] == straight["tokens"]
+    assert steps_run == [3, 4]  # it resumed after the step-2 checkpoint rather than starting over
+    assert resumed["steps"] == straight["steps"] == 4 and resumed["tokens"] == straight["tokens"]
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
     assert set(resumed["history"][0]) >= {"loss_out", "loss_strategic", "loss_tactical", "loss_operational"}
     assert w_straight.keys() == w_resumed.keys()
