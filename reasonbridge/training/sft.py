@@ -60,6 +60,9 @@ def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: b
             raise ValueError("chat template alters the assistant message; cannot map trace segments to tokens")
         char_level = np.zeros(len(response_text) + 1, dtype=np.int64)
         for seg in segments:
+            if seg.get("level") not in SEGMENT_IDS or seg["level"] == "other":
+                raise ValueError(f"trace segment {seg}: level must be one of "
+                                 f"{[k for k in SEGMENT_IDS if k != 'other']}")
             char_level[base + seg["start"]:base + seg["end"]] = SEGMENT_IDS[seg["level"]]
         seg_ids = [int(char_level[min(start, len(response_text))]) for start, _ in enc["offset_mapping"]]
         out["segment_ids"] = ([0] * len(prompt_ids) + seg_ids)[:max_len]
@@ -193,6 +196,7 @@ def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum,
                               mixed_precision=resolve_precision(settings.precision))
+    use_cache = getattr(model.config, "use_cache", None)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -284,6 +288,10 @@ def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad
     bar.close()
     seconds = state["elapsed"] + time.perf_counter() - start
     model.eval()
+    if settings.gradient_checkpointing:  # the trained model generates with its KV cache again
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.gradient_checkpointing_disable()
+        unwrapped.config.use_cache = use_cache
     return {"history": state["history"], "time_s": seconds, "steps": state["step"], "tokens": state["tokens"],
             "tokens_per_s": state["tokens"] / max(seconds, 1e-9), "precision": accelerator.mixed_precision,
             "model": accelerator.unwrap_model(model)}
