@@ -71,13 +71,37 @@ class DataConfig:
 
 
 @dataclass
+class LevelConfig:
+    """Where one level of hierarchical adapters goes: `layers` (explicit indices) wins over
+    `fraction` ([low, high) of the depth, by layer centre)."""
+
+    position: str = "mlp"  # "attn": after the self-attention output; "mlp": after the feed-forward
+    fraction: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    layers: Optional[list[int]] = None
+
+
+@dataclass
 class AdaptersConfig:
-    # "lora": peft LoRA; "none": the base model, no training.
+    # full | no_strategic | no_tactical | no_operational: hierarchical bottleneck adapters
+    # (the levels in `levels`); lora: peft LoRA; full_ft: every weight; none: no training.
     name: str = "lora"
-    r: int = 16
-    alpha: int = 32
+    r: Any = 16  # bottleneck / LoRA rank; lora also takes "auto" (match the hierarchical budget)
+    alpha: Optional[int] = None  # LoRA scale numerator; null = 2·r
     dropout: float = 0.0
     target_modules: Any = "all-linear"
+    match_r: int = 64  # lora r=auto: the bottleneck size of the full hierarchical set it matches
+    levels: list[str] = field(default_factory=lambda: ["strategic", "tactical", "operational"])
+    strategic: LevelConfig = field(default_factory=lambda: LevelConfig("attn", [0.0, 0.3333333]))
+    tactical: LevelConfig = field(default_factory=lambda: LevelConfig("mlp", [0.3333333, 0.6666667]))
+    operational: LevelConfig = field(default_factory=lambda: LevelConfig("mlp", [0.6666667, 1.0]))
+
+
+@dataclass
+class LossWeights:
+    out: float = 1.0
+    strategic: float = 0.5
+    tactical: float = 0.3
+    operational: float = 0.2
 
 
 @dataclass
@@ -91,6 +115,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_seq_len: int = 512
     log_every: int = 1
+    # hierarchical: λ-weighted per-segment CE (from the trace segments); sft: mean CE over the
+    # assistant turn; auto: hierarchical for the hierarchical adapter variants, sft otherwise.
+    loss: str = "auto"
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    precision: str = "auto"  # auto: bf16 where the device supports it, else fp32
+    gradient_checkpointing: bool = False
+    save_every: int = 50  # optimizer steps between resumable checkpoints; 0 = never
 
 
 @dataclass
@@ -156,7 +187,9 @@ CHOICES = {
     "teacher.name": ("symbolic",),
     "pool.name": ("synthetic",),
     "data.name": ("full", "random"),
-    "adapters.name": ("lora", "none"),
+    "adapters.name": ("full", "no_strategic", "no_tactical", "no_operational", "lora", "full_ft", "none"),
+    "train.loss": ("auto", "hierarchical", "sft"),
+    "train.precision": ("auto", "bf16", "fp32"),
     "inference.name": ("none",),
     "benchmark.name": ("synthetic",),
 }
@@ -182,10 +215,31 @@ def validate(cfg: DictConfig) -> None:
             fail(key, "must be [low, high] with 1 <= low <= high <= 5")
     positive = ["pool.size", "benchmark.size", "train.lr", "train.epochs", "train.batch_size",
                 "train.grad_accum", "train.max_seq_len", "inference.max_new_tokens",
-                "inference.batch_size", "adapters.r", "pool.max_operand"]
+                "inference.batch_size", "pool.max_operand", "adapters.match_r"]
     for key in positive:
         if not OmegaConf.select(cfg, key) > 0:
             fail(key, "must be > 0")
+    r = cfg.adapters.r
+    if not (isinstance(r, int) and r > 0) and not (r == "auto" and cfg.adapters.name == "lora"):
+        fail("adapters.r", "must be a positive integer (or 'auto' for adapters=lora)")
+    for level in cfg.adapters.levels:
+        if level not in ("strategic", "tactical", "operational"):
+            raise ConfigError(f"invalid config value adapters.levels: {level!r} is not one of "
+                              "['strategic', 'tactical', 'operational']")
+    for level in ("strategic", "tactical", "operational"):
+        spec = cfg.adapters[level]
+        if spec.position not in ("attn", "mlp"):
+            fail(f"adapters.{level}.position", "expected 'attn' or 'mlp'")
+        lo_hi = list(spec.fraction)
+        if len(lo_hi) != 2 or not 0.0 <= lo_hi[0] < lo_hi[1] <= 1.0:
+            fail(f"adapters.{level}.fraction", "must be [low, high] with 0 <= low < high <= 1")
+        if spec.layers is not None and any(i < 0 for i in spec.layers):
+            fail(f"adapters.{level}.layers", "layer indices must be >= 0")
+    for key in ("out", "strategic", "tactical", "operational"):
+        if cfg.train.loss_weights[key] < 0:
+            fail(f"train.loss_weights.{key}", "must be >= 0")
+    if cfg.train.save_every < 0:
+        fail("train.save_every", "must be >= 0 (0 = no checkpoints)")
     if cfg.data.name == "random" and (cfg.data.size is None or cfg.data.size <= 0):
         fail("data.size", "data=random needs a positive size")
     if cfg.train.max_steps is not None and cfg.train.max_steps <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from reasonbridge.io import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 1, "benchmark": 1, "pool": 1, "traces": 1, "data": 1, "train": 1, "eval": 1}
+VERSIONS = {"student": 1, "benchmark": 1, "pool": 1, "traces": 1, "data": 1, "train": 2, "eval": 1}
 
 
 def _slice(node) -> dict:
@@ -45,8 +46,11 @@ class Pipeline:
         self.result = PipelineResult()
 
     # -- helpers -----------------------------------------------------------------------
+    def _key(self, name: str, config, upstream: dict[str, StageResult]) -> str:
+        return stage_key(name, VERSIONS[name], _slice(config), {k: v.key for k, v in upstream.items()})
+
     def _stage(self, name: str, config, upstream: dict[str, StageResult], compute) -> StageResult:
-        key = stage_key(name, VERSIONS[name], _slice(config), {k: v.key for k, v in upstream.items()})
+        key = self._key(name, config, upstream)
         res = self.cache.run(name, key, compute, meta={"config": _slice(config),
                                                          "upstream": {k: v.key for k, v in upstream.items()}})
         log.info("stage %-9s %s (%s, %.1fs)", name, key, "cached" if res.hit else "computed", res.seconds)
@@ -152,12 +156,19 @@ class Pipeline:
     def train(self, student: StageResult, data: StageResult) -> StageResult:
         cfg = self.cfg
         config = {"adapters": _slice(cfg.adapters), "train": _slice(cfg.train), "seed": cfg.seed}
+        upstream = {"student": student, "data": data}
+        # The stage computes into a temp folder that is deleted on failure, so resumable
+        # checkpoints live beside it, keyed like the artifact, until the artifact is in place.
+        checkpoints = self.cache.path("train", self._key("train", config, upstream)).with_suffix(".ckpt")
 
         def compute(out: Path) -> None:
             from reasonbridge.training.run import train_student
-            summary = train_student(cfg, self.student_path(student), data.path / "selected.jsonl", out)
+            summary = train_student(cfg, self.student_path(student), data.path / "selected.jsonl", out,
+                                    checkpoint_dir=checkpoints)
             write_json_atomic(out / "train.json", summary)
-        return self._stage("train", config, {"student": student, "data": data}, compute)
+        result = self._stage("train", config, upstream, compute)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return result
 
     def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult) -> StageResult:
         cfg = self.cfg
@@ -261,8 +272,9 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
         metrics.update({"train/time_s": summary["time_s"], "train/tokens_per_s": summary["tokens_per_s"],
                         "params/trainable": summary["trainable_params"],
                         "params/trainable_pct": summary["trainable_pct"]})
-        logger.log_series([("train/loss", h["loss"], h["step"]) for h in summary["history"]]
-                          + [("train/lr", h["lr"], h["step"]) for h in summary["history"]])
+        # train/loss, train/lr and, with the hierarchical loss, train/loss_out, train/loss_strategic, ...
+        logger.log_series([(f"train/{k}", v, h["step"]) for h in summary["history"] for k, v in h.items()
+                           if k != "step"])
     elif cfg.adapters.name == "none" and not result.stopped_after:
         metrics["params/trainable_pct"] = 0.0
     if "eval" in stages:

@@ -1,40 +1,72 @@
 """Supervised fine-tuning of any transformers causal LM on chat examples, through accelerate.
 
 The same loop pre-trains the embedded tiny student (loss on every token) and fine-tunes
-on teacher traces (loss on the assistant turn only, located through the chat template).
+on teacher traces (loss on the assistant turn only, located through the chat template),
+with plain SFT loss or the hierarchical loss over the trace's segments. It checkpoints the
+trainable weights, optimizer, scheduler, RNG and data position every `save_every` steps,
+so a killed run resumes and ends exactly where an uninterrupted one would.
 """
 from __future__ import annotations
 
 import math
+import os
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
+from accelerate.state import AcceleratorState
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 IGNORE = -100
+# Per-token segment ids. OTHER = assistant tokens outside every reasoning segment (the end-of-turn
+# token, unlabelled text); they count towards L_out together with the answer span.
+SEGMENT_IDS = {"other": 0, "strategic": 1, "tactical": 2, "operational": 3, "answer": 4}
+LOSS_TERMS = ("out", "strategic", "tactical", "operational")
 
 
-def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: bool = True) -> dict:
+def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: bool = True,
+                segments: list[dict] | None = None) -> dict:
     """Token ids and labels for a conversation whose last message is the assistant's.
 
     The prompt part is rendered with `add_generation_prompt=True` and tokenized apart
     from the response, so the label mask starts exactly where generation would start.
+    With `segments` (char offsets into the assistant message) the result also holds
+    `segment_ids`: per token, the `SEGMENT_IDS` level its first character falls in
+    (needs a fast tokenizer for the offset mapping).
     """
     prompt_text = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
     full_text = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full_text.startswith(prompt_text):
         raise ValueError("chat template renders the prompt differently with and without the answer; "
                          "cannot locate the assistant turn")
+    response_text = full_text[len(prompt_text):]
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    enc = tokenizer(response_text, add_special_tokens=False, return_offsets_mapping=segments is not None)
+    response_ids = enc["input_ids"]
     input_ids = (prompt_ids + response_ids)[:max_len]
     labels = ([IGNORE] * len(prompt_ids) if assistant_only else list(prompt_ids)) + response_ids
-    return {"input_ids": input_ids, "labels": labels[:max_len]}
+    out = {"input_ids": input_ids, "labels": labels[:max_len]}
+    if segments is not None:
+        content = messages[-1]["content"]
+        base = response_text.find(content)
+        if base < 0:
+            raise ValueError("chat template alters the assistant message; cannot map trace segments to tokens")
+        char_level = np.zeros(len(response_text) + 1, dtype=np.int64)
+        for seg in segments:
+            if seg.get("level") not in SEGMENT_IDS or seg["level"] == "other":
+                raise ValueError(f"trace segment {seg}: level must be one of "
+                                 f"{[k for k in SEGMENT_IDS if k != 'other']}")
+            char_level[base + seg["start"]:base + seg["end"]] = SEGMENT_IDS[seg["level"]]
+        seg_ids = [int(char_level[min(start, len(response_text))]) for start, _ in enc["offset_mapping"]]
+        out["segment_ids"] = ([0] * len(prompt_ids) + seg_ids)[:max_len]
+    return out
 
 
 def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -42,12 +74,45 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
+    segs = torch.zeros((len(batch), width), dtype=torch.long) if "segment_ids" in batch[0] else None
     for i, x in enumerate(batch):
         n = len(x["input_ids"])
         ids[i, :n] = torch.tensor(x["input_ids"])
         labels[i, :n] = torch.tensor(x["labels"])
         mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if segs is not None:
+            segs[i, :n] = torch.tensor(x["segment_ids"])
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if segs is not None:
+        out["segment_ids"] = segs
+    return out
+
+
+def hierarchical_loss(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor,
+                      weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """λ_out·L_out + λ_strat·L_strat + λ_tact·L_tact + λ_op·L_op, each the mean token CE over
+    that level's tokens in the batch. L_out covers the answer span and every assistant token
+    outside the reasoning segments (so the end-of-turn token is learned); a trace without
+    segments therefore trains as λ_out × plain SFT. A level absent from the batch adds 0."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    shift_segs = segment_ids[:, 1:]
+    ce = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+                                           shift_labels.reshape(-1), ignore_index=IGNORE, reduction="none")
+    valid = (shift_labels.reshape(-1) != IGNORE)
+    segs = shift_segs.reshape(-1)
+    masks = {"out": valid & ((segs == SEGMENT_IDS["answer"]) | (segs == SEGMENT_IDS["other"])),
+             "strategic": valid & (segs == SEGMENT_IDS["strategic"]),
+             "tactical": valid & (segs == SEGMENT_IDS["tactical"]),
+             "operational": valid & (segs == SEGMENT_IDS["operational"])}
+    total = ce.new_zeros(())
+    terms: dict[str, float] = {}
+    for name, m in masks.items():
+        if m.any():
+            term = ce[m].mean()
+            total = total + weights[name] * term
+            terms[name] = term.item()
+    return total, terms
 
 
 @dataclass
@@ -60,57 +125,173 @@ class TrainSettings:
     weight_decay: float = 0.0
     max_steps: Optional[int] = None
     log_every: int = 1
+    loss: str = "sft"  # sft | hierarchical (examples must carry segment_ids)
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"out": 1.0, "strategic": 0.5,
+                                                                     "tactical": 0.3, "operational": 0.2})
+    precision: str = "fp32"  # auto | bf16 | fp32
+    gradient_checkpointing: bool = False
+    save_every: int = 0
+    checkpoint_dir: Optional[Path] = None
+
+
+class EpochPermutation(Sampler):
+    """The order `RandomSampler(generator=Generator().manual_seed(seed))` gives in each epoch
+    (one permutation per epoch from one generator), but able to start part-way (resuming)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch + 1):
+            perm = torch.randperm(self.n, generator=generator)
+        return iter(perm[self.skip:].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.skip
+
+
+def resolve_precision(precision: str) -> str:
+    """accelerate's mixed_precision for `auto|bf16|fp32`: bf16 on a GPU that has it or a CPU with
+    native bf16 matmuls (oneDNN), else fp32."""
+    if precision == "fp32":
+        return "no"
+    if precision == "bf16":
+        return "bf16"
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+CHECKPOINT = "state.pt"
 
 
 def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad_id: int, seed: int,
                     progress: bool = True, desc: str = "train",
-                    on_log: Callable[[dict], None] | None = None) -> dict:
-    """Train the parameters of `model` that require grad; return the loss history and timings."""
+                    on_log: Callable[[dict], None] | None = None,
+                    on_step: Callable[[int], None] | None = None) -> dict:
+    """Train the parameters of `model` that require grad; return the loss history and timings.
+
+    With `settings.checkpoint_dir` and `save_every > 0`, a checkpoint found there is resumed
+    from, and a new one written every `save_every` optimizer steps (the caller deletes the
+    folder once the result is safely stored). `on_step(step)` runs after each optimizer step.
+    """
     torch.manual_seed(seed)
-    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum)
-    loader = DataLoader(examples, batch_size=settings.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed),
+    # accelerate keeps one process-wide state; each training run here picks its own precision.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum,
+                              mixed_precision=resolve_precision(settings.precision))
+    use_cache = getattr(model.config, "use_cache", None)
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    sampler = EpochPermutation(len(examples), seed)
+    loader = DataLoader(examples, batch_size=settings.batch_size, sampler=sampler,
                         collate_fn=lambda b: collate(b, pad_id))
-    steps_per_epoch = math.ceil(len(loader) / settings.grad_accum)
+    micro_per_epoch = math.ceil(len(examples) / settings.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / settings.grad_accum)
     total_steps = settings.max_steps or steps_per_epoch * settings.epochs
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([p for _, p in named], lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     model.train()
+    weights = dict(settings.loss_weights)
 
-    history: list[dict] = []
-    tokens = 0
-    step = 0
-    window_loss, window_n = 0.0, 0
+    state = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "tokens": 0, "elapsed": 0.0, "history": []}
+    ckpt = Path(settings.checkpoint_dir) / CHECKPOINT if settings.checkpoint_dir and settings.save_every else None
+    if ckpt is not None and ckpt.exists():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        params = dict(accelerator.unwrap_model(model).named_parameters())
+        with torch.no_grad():
+            for name, value in saved["trainable"].items():
+                params[name].copy_(value)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        state = saved["state"]
+
+    def save_checkpoint() -> None:
+        if not accelerator.is_main_process:
+            return
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        unwrapped = accelerator.unwrap_model(model)
+        payload = {"trainable": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters()
+                                 if p.requires_grad},
+                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "rng": _rng_state(), "state": {**state, "elapsed": state["elapsed"] + time.perf_counter() - start}}
+        tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
+        torch.save(payload, tmp)
+        tmp.replace(ckpt)
+
+    window: dict[str, list[float]] = {}
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
-    while step < total_steps:
+    bar = tqdm(total=total_steps, initial=state["step"], desc=desc, disable=not progress, leave=False)
+    while state["step"] < total_steps:
+        sampler.epoch = state["epoch"]
+        sampler.skip = state["micro_in_epoch"] * settings.batch_size * accelerator.num_processes
         for batch in loader:
+            segment_ids = batch.pop("segment_ids", None)
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                if settings.loss == "hierarchical":
+                    if segment_ids is None:
+                        raise ValueError("train.loss=hierarchical needs examples encoded with segments")
+                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                    loss, terms = hierarchical_loss(logits, batch["labels"], segment_ids, weights)
+                else:
+                    loss, terms = model(**batch).loss, {}
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            tokens += int((batch["labels"] != IGNORE).sum())
-            window_loss += loss.item()
-            window_n += 1
+            state["micro_in_epoch"] += 1
+            state["tokens"] += int((batch["labels"] != IGNORE).sum())
+            for k, v in {"loss": loss.item(), **{f"loss_{t}": v for t, v in terms.items()}}.items():
+                window.setdefault(k, []).append(v)
             if not accelerator.sync_gradients:
                 continue
-            step += 1
+            state["step"] += 1
+            step = state["step"]
             bar.update(1)
             if step % settings.log_every == 0 or step == total_steps:
-                record = {"step": step, "loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0]}
-                history.append(record)
+                record = {"step": step, **{k: sum(v) / len(v) for k, v in window.items()},
+                          "lr": scheduler.get_last_lr()[0]}
+                state["history"].append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 if on_log:
                     on_log(record)
-            window_loss, window_n = 0.0, 0
+                window = {}
+            if ckpt is not None and step % settings.save_every == 0 and step < total_steps:
+                save_checkpoint()
+            if on_step:
+                on_step(step)
             if step >= total_steps:
                 break
+        else:  # the epoch ran out
+            state["epoch"] += 1
+            state["micro_in_epoch"] = 0
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds = state["elapsed"] + time.perf_counter() - start
     model.eval()
-    return {"history": history, "time_s": seconds, "steps": step, "tokens": tokens,
-            "tokens_per_s": tokens / max(seconds, 1e-9), "model": accelerator.unwrap_model(model)}
+    if settings.gradient_checkpointing:  # the trained model generates with its KV cache again
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.gradient_checkpointing_disable()
+        unwrapped.config.use_cache = use_cache
+    return {"history": state["history"], "time_s": seconds, "steps": state["step"], "tokens": state["tokens"],
+            "tokens_per_s": state["tokens"] / max(seconds, 1e-9), "precision": accelerator.mixed_precision,
+            "model": accelerator.unwrap_model(model)}
