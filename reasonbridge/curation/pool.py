@@ -122,6 +122,14 @@ def load_problem_files(paths: list[str], fields: dict[str, str], *, answer_regex
     return problems
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # -- duplicates and contamination ---------------------------------------------------------
 def normalize_text(text: str) -> str:
     """Lower case, punctuation dropped, whitespace collapsed: what exact duplicates share."""

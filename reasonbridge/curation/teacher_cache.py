@@ -123,3 +123,32 @@ def provenance(teacher: str, endpoint: str | None, usage: dict | None, cost_usd:
                attempts: int = 1) -> dict:
     return {"teacher": teacher, "endpoint": endpoint, "time": time.time(), "seconds": round(seconds, 4),
             "usage": usage or {}, "cost_usd": cost_usd, "attempts": attempts}
+
+
+def collect_traces(teacher, problems: list[dict], cache: TeacherCache, budget: Budget) -> tuple[list[dict], dict]:
+    """A trace for every problem, from the cache where possible; the rest queried and cached as
+    each finishes. Returns the traces (pool order) and {queries, cache_hits, cost_usd} of this call."""
+    from reasonbridge.curation.segment import segment
+    from reasonbridge.evaluation.answers import extract_boxed
+
+    keyed = [(query_key(teacher.identity, prompt, teacher.sampling), p, prompt)
+             for p in problems for prompt in [teacher.prompt(p)]]
+    todo, seen = [], set()
+    for key, p, prompt in keyed:
+        if cache.get(key) is None and key not in seen:
+            seen.add(key)
+            todo.append((key, p, prompt))
+    hits = len(keyed) - len(todo)
+    queries_before, cost_before = cache.queries, cache.cost_usd
+    teacher.run(todo, cache.append, budget)
+    traces = []
+    for key, p, _ in keyed:
+        entry = cache.get(key)
+        response = entry["response"]
+        text = response["text"]
+        traces.append({"problem_id": p["id"], "teacher": teacher.name, "text": text, "answer": extract_boxed(text),
+                       "segments": response.get("segments") or segment(text), "defects": response.get("defects", []),
+                       "problem": p["problem"], "gold": p["answer"], "domain": p.get("domain"),
+                       "difficulty": p.get("difficulty"), "provenance": entry["provenance"]})
+    return traces, {"queries": cache.queries - queries_before, "cache_hits": hits,
+                    "cost_usd": cache.cost_usd - cost_before}
