@@ -20,8 +20,8 @@ from reasonbridge.evaluation.answers import extract_all_boxed, normalize_answer
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _EQUATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([-+*/×÷])\s*(\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)(?![\w.])")
 _BROKEN = re.compile(r"[-+*/×÷=]\s*[-+*/×÷=](?!=)|[-+*/×÷]\s*$|=\s*(?:$|[,.;)]|\n)|\(\s*\)", re.MULTILINE)
-_STATEMENT = re.compile(r"(?:^|\.\s+)So ([a-z][\w -]{0,60}?) is (-?\d+)\b", re.MULTILINE)
-_LABELLED_RESULT = re.compile(r"=\s*(-?\d+)\s*\(([^()]{3,60})\)")
+_STATEMENT = re.compile(r"(?:^|\.\s+)So (\S.{0,60}?) is (-?\d+)\.?\s*$", re.MULTILINE)
+_LABELLED_RESULT = re.compile(r"=\s*(-?\d+)\s*\((.{1,60})\)\s*$", re.MULTILINE)
 _VARIABLE = re.compile(r"(?<![A-Za-z\\])([a-z])\s*(?==|\+|-(?!\d)|\*)|(?<=\d)([a-z])(?![A-Za-z])")
 
 
@@ -138,7 +138,7 @@ DOMAIN_RULES: list[tuple[str, re.Pattern]] = [
     ("11", re.compile(r"\b(remainder|divisible|prime|gcd|greatest common|multiples?|digits?|modulo)\b", re.I)),
     ("51", re.compile(r"\b(area|perimeter|triangle|rectangle|circle|square|angle|polygon|radius)\b", re.I)),
     ("40", re.compile(r"\b(sequence|term|arithmetic progression|geometric progression|series)\b", re.I)),
-    ("15", re.compile(r"\b(solve for|equation|matrix|system of|linear)\b|\b[a-z]\s*=", re.I)),
+    ("15", re.compile(r"\b(solve|equation|matrix|system of|linear)\b|(?<![A-Za-z])[a-z]\s*[-+=]\s*\d")),
 ]
 DEFAULT_DOMAIN = "97"  # mathematics education / arithmetic word problems
 
