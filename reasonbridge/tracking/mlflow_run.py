@@ -87,12 +87,16 @@ class RunLogger:
 
     def log_dataset(self, path: Path, *, name: str, digest: str, context: str) -> None:
         """Record a JSONL dataset as an MLflow dataset input of the run (mlflow.data)."""
+        import warnings
+
         import mlflow.data
         import pandas as pd
         from mlflow.entities import DatasetInput, InputTag
 
         frame = pd.read_json(path, lines=True)
-        dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=digest[:32])
+        with warnings.catch_warnings():  # schema-inference hints and source-resolution notes, not problems
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=digest[:32])
         tags = [InputTag(key="mlflow.data.context", value=context)]
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
 
