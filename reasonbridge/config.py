@@ -82,11 +82,14 @@ class PoolConfig:
     # jsonl: local .jsonl / .parquet files merged in order, read through a field map
     paths: list[str] = field(default_factory=list)
     # canonical name -> the file's field; `problem` and `answer` are required, `id`, `domain`,
-    # `source` optional (a missing id is derived from the text, a missing source from the file name)
-    fields: dict[str, str] = field(default_factory=lambda: {"problem": "problem", "answer": "answer"})
+    # `source` optional (null: an id derived from the text, the file name as source, a classified domain)
+    fields: dict[str, Optional[str]] = field(default_factory=lambda: {
+        "id": None, "problem": "problem", "answer": "answer", "domain": None, "source": None})
     answer_regex: Optional[str] = None  # e.g. "####\\s*(.+)$" for GSM8K: group 1 becomes the answer
     near_dup_threshold: float = 0.9  # word 5-gram Jaccard at or above which a problem is a near duplicate
     decontam_ngram: int = 8  # word n-gram overlap with any benchmark problem removes a pool problem
+    # for problems without a domain: "rules" (keyword rules) or "teacher" (the LLM teacher, via its cache)
+    domain_classifier: str = "rules"
 
 
 @dataclass
@@ -205,6 +208,7 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "teacher.name": ("symbolic", "openai", "hf_local"),
     "pool.name": ("synthetic", "jsonl"),
+    "pool.domain_classifier": ("rules", "teacher"),
     "data.name": ("curated", "random", "full", "full58k", "no_quality", "no_difficulty", "no_diversity"),
     "adapters.name": ("lora", "none"),
     "inference.name": ("none",),
@@ -252,8 +256,10 @@ def validate(cfg: DictConfig) -> None:
         if not cfg.pool.paths:
             fail("pool.paths", "pool=jsonl needs at least one .jsonl or .parquet file")
         for key in ("problem", "answer"):
-            if key not in cfg.pool.fields:
+            if not cfg.pool.fields.get(key):
                 fail("pool.fields", f"the field map needs {key!r}")
+    if cfg.pool.domain_classifier == "teacher" and cfg.teacher.name == "symbolic":
+        fail("pool.domain_classifier", "the symbolic teacher cannot classify; use teacher=openai or hf_local")
     if not 0.0 < cfg.pool.near_dup_threshold <= 1.0:
         fail("pool.near_dup_threshold", "must be in (0, 1]")
     if cfg.teacher.name == "openai":

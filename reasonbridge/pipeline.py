@@ -120,6 +120,8 @@ class Pipeline:
             config["files"] = {p: file_sha256(Path(p)) for p in cfg.pool.paths}
         else:  # the synthetic pool ignores the file options
             config["pool"] = {k: v for k, v in config["pool"].items() if k not in ("paths", "fields", "answer_regex")}
+        if cfg.pool.domain_classifier == "teacher":
+            config["classifier"] = _slice(cfg.teacher)
 
         def compute(out: Path) -> None:
             from reasonbridge.curation.filters import classify_domain
@@ -137,6 +139,15 @@ class Pipeline:
             if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:
                 problems = problems[:cfg.pool.size]
                 counts["kept"] = len(problems)
+            if cfg.pool.domain_classifier == "teacher" and any(not p.get("domain") for p in problems):
+                from reasonbridge.curation.filters import classify_domains_with_teacher
+                from reasonbridge.curation.teacher_cache import Budget, TeacherCache
+                from reasonbridge.curation.teachers import build_teacher
+                teacher = build_teacher(cfg.teacher, seed=cfg.seed)
+                cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
+                budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
+                                cost_usd=cache.cost_usd)
+                counts["domains_classified"] = classify_domains_with_teacher(problems, teacher, cache, budget)
             for p in problems:  # a domain for every problem: from the pool's metadata, else classified
                 p["domain"] = p.get("domain") or classify_domain(p["problem"])
                 p.setdefault("domain_name", DOMAINS.get(p["domain"], p["domain"]))

@@ -73,3 +73,22 @@ def test_sweep_builds_all_six_variants_querying_each_problem_once(tmp_path, shar
     assert inputs[0].dataset.digest == manifest["selected_sha256"][:32]
     selected = client.download_artifacts(curated.info.run_id, "data/selected.jsonl", str(tmp_path))
     assert sum(1 for _ in open(selected)) == 34
+
+
+def test_jsonl_pool_stage_on_real_files(micro_cfg, mlflow_uri):
+    from reasonbridge.config import ConfigError, validate
+    bench = (ROOT / ".." / "shared" / "benchmarks").resolve()
+    cfg = micro_cfg("pool=jsonl", f"pool.paths=[{bench}/math500.jsonl,{bench}/aime24.jsonl]",
+                    "pool.fields={id:id,problem:problem,answer:answer,domain:subject}", "stop_after=pool")
+    with pytest.raises(Exception, match=r"math500\.jsonl:1: missing field 'id'"):
+        run_experiment(cfg)  # MATH-500 calls its id `unique_id`
+    cfg = micro_cfg("pool=jsonl", f"pool.paths=[{bench}/math500.jsonl]", "pool.size=1000",
+                    "pool.fields={id:unique_id,problem:problem,answer:answer,domain:subject}", "stop_after=pool")
+    result = run_experiment(cfg)
+    metrics = MlflowClient(mlflow_uri).get_run(result.run_id).data.metrics
+    assert metrics["data/loaded"] == 500 and metrics["data/exact_duplicates"] == 0
+    assert metrics["data/pool"] == 500 - metrics["data/near_duplicates"] - metrics["data/decontaminated"]
+    problems = [json.loads(line) for line in (result.stages["pool"].path / "problems.jsonl").open()]
+    assert all(p["domain"] for p in problems) and problems[0]["source"] == "math500"
+    with pytest.raises(ConfigError, match="pool.domain_classifier"):
+        validate(micro_cfg("pool=jsonl", "pool.paths=[x.jsonl]", "pool.domain_classifier=teacher"))

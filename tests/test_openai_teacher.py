@@ -205,3 +205,20 @@ def test_caps_hold_exactly_under_concurrency_and_across_restarts(server, proxy, 
 def test_retry_after_parsing():
     assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None
     assert 0 <= parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))) <= 6
+
+
+def test_llm_domain_classifier_through_the_teacher_cache(server, proxy, tmp_path):
+    from reasonbridge.curation.filters import MSC_CODES, classify_domains_with_teacher, parse_domain
+    assert parse_domain("The MSC code is 11.") == "11" and parse_domain("2024 or 99") is None
+    problems = [{"id": "a", "problem": "What is the remainder when 100 is divided by 7?", "domain": None},
+                {"id": "b", "problem": "A fair coin is tossed twice. What is the probability of two heads?",
+                 "domain": "60"}]
+    teacher = _teacher(proxy.url, server[1], max_tokens=4)
+    cache = TeacherCache(tmp_path, teacher.identity)
+    counts = classify_domains_with_teacher(problems, teacher, cache, Budget(None, None))
+    assert proxy.requests == 1 and sum(counts.values()) == 1  # only the problem without a domain is asked
+    assert problems[0]["domain"] in MSC_CODES and problems[0]["meta"]["domain_by"] in ("teacher", "rules")
+    assert problems[1]["domain"] == "60" and len(cache.entries) == 1
+    problems[0]["domain"] = None
+    classify_domains_with_teacher(problems, teacher, TeacherCache(tmp_path, teacher.identity), Budget(None, None))
+    assert proxy.requests == 1  # answered from the cache

@@ -171,3 +171,56 @@ def diversity_sample(traces: list[dict], size: int, *, seed: int) -> list[dict]:
         if not items:
             del by_domain[domain]
     return selected
+
+
+# MSC two-digit codes offered to an LLM classifier (those of the embedded suite and of MATH)
+MSC_CODES = {
+    "97": "mathematics education, arithmetic word problems", "08": "general algebraic systems, algebra",
+    "12": "field theory and polynomials", "15": "linear and multilinear algebra, equations",
+    "26": "real functions, precalculus", "51": "geometry", "11": "number theory", "05": "combinatorics",
+    "60": "probability theory", "40": "sequences, series, summability", "34": "ordinary differential equations",
+    "28": "measure and integration, calculus",
+}
+
+
+def domain_prompt(problem_text: str) -> list[dict[str, str]]:
+    codes = "\n".join(f"{code}: {name}" for code, name in MSC_CODES.items())
+    return [{"role": "system", "content": "Classify the math problem by its Mathematics Subject Classification "
+                                          "(MSC) two-digit code. Reply with the code only.\n" + codes},
+            {"role": "user", "content": problem_text}]
+
+
+def parse_domain(reply: str) -> str | None:
+    """The first MSC code of ``MSC_CODES`` in a classifier's reply, if any."""
+    for code in re.findall(r"(?<!\d)(\d{2})(?!\d)", reply or ""):
+        if code in MSC_CODES:
+            return code
+    return None
+
+
+def classify_domains_with_teacher(problems: list[dict], teacher, cache, budget) -> dict[str, int]:
+    """Give every problem without a domain one from the teacher (an LLM, through the teacher cache);
+    a reply without a known code falls back to the rules. Records ``meta.domain_by``; returns counts."""
+    import json
+
+    from reasonbridge.curation.teacher_cache import query_key
+
+    sampling = {**teacher.sampling, "task": "msc_domain"}
+    todo = [p for p in problems if not p.get("domain")]
+    jobs, seen = [], set()
+    keyed = []
+    for p in todo:
+        prompt = json.dumps(domain_prompt(p["problem"]), ensure_ascii=False)
+        key = query_key(teacher.identity, prompt, sampling)
+        keyed.append((p, key))
+        if cache.get(key) is None and key not in seen:
+            seen.add(key)
+            jobs.append((key, p, prompt))
+    teacher.run(jobs, cache.append, budget)
+    counts = Counter()
+    for p, key in keyed:
+        code = parse_domain(cache.get(key)["response"]["text"])
+        p["domain"] = code or classify_domain(p["problem"])
+        p.setdefault("meta", {})["domain_by"] = "teacher" if code else "rules"
+        counts["teacher" if code else "rules_fallback"] += 1
+    return dict(counts)

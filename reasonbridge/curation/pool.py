@@ -103,9 +103,11 @@ def load_problem_files(paths: list[str], fields: dict[str, str], *, answer_regex
             where = f"{path}:{lineno}"
             rec = {}
             for canon, src in fields.items():
-                if src not in row or row[src] is None:
-                    if canon in ("problem", "answer"):
-                        raise DataError(f"{where}: missing field {src!r} (mapped to {canon!r} by pool.fields)")
+                if src is None:  # not mapped
+                    continue
+                if src not in row or (row[src] is None and canon in ("problem", "answer")):
+                    raise DataError(f"{where}: missing field {src!r} (mapped to {canon!r} by pool.fields)")
+                if row[src] is None:  # an optional field left empty in this row
                     continue
                 rec[canon] = str(row[src]).strip()
             if pattern is not None:
