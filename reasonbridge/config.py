@@ -115,9 +115,9 @@ class DataConfig:
     size: Optional[int] = None  # null: keep every trace that passed the filters
     references: list[ReferenceConfig] = field(default_factory=lambda: [
         ReferenceConfig(name="student", source="student"),
+        # the student's recipe on a wider, deeper model (~2.3x the compute of the default student)
         ReferenceConfig(name="tiny_strong", source="tiny",
-                        tiny={"hidden_size": 192, "intermediate_size": 512, "num_layers": 6,
-                              "pretrain_examples": 40000}),
+                        tiny={"hidden_size": 160, "intermediate_size": 432, "num_layers": 6}),
     ])
     reference_max_new_tokens: int = 32
     reference_batch_size: int = 64
