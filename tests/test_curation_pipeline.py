@@ -92,3 +92,25 @@ def test_jsonl_pool_stage_on_real_files(micro_cfg, mlflow_uri):
     assert all(p["domain"] for p in problems) and problems[0]["source"] == "math500"
     with pytest.raises(ConfigError, match="pool.domain_classifier"):
         validate(micro_cfg("pool=jsonl", "pool.paths=[x.jsonl]", "pool.domain_classifier=teacher"))
+
+
+def test_run_killed_during_traces_requeries_nothing_that_finished(micro_cfg, mlflow_uri, monkeypatch):
+    from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
+    cfg = micro_cfg("teacher.defect_rate=0.05", "stop_after=traces")
+    calls, original = [], SymbolicTeacher.generate
+
+    def generate(self, problem, kill_at=[20]):
+        if problem["id"].startswith("pool-"):  # the student build writes traces for its tokenizer too
+            calls.append(problem["id"])
+            if len(calls) == kill_at[0]:
+                raise KeyboardInterrupt
+        return original(self, problem)
+
+    monkeypatch.setattr(SymbolicTeacher, "generate", generate)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg)
+    calls.clear()
+    generate.__defaults__[0][0] = -1  # no kill this time
+    result = run_experiment(cfg)
+    metrics = MlflowClient(mlflow_uri).get_run(result.run_id).data.metrics
+    assert len(calls) == 64 - 19 and metrics["teacher/queries"] == 45 and metrics["teacher/cache_hits"] == 19
