@@ -97,8 +97,9 @@ class RunLogger:
         with warnings.catch_warnings():  # schema-inference hints and source-resolution notes, not problems
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=digest[:32])
+            entity = dataset._to_mlflow_entity()
         tags = [InputTag(key="mlflow.data.context", value=context)]
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags)])
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
