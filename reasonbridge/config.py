@@ -13,6 +13,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval")
+# stop_after aliases: `curate` stops once the training data is selected
+STOP_ALIASES = {"curate": "data"}
 
 
 @dataclass
@@ -50,24 +52,78 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
+    """Which teacher writes the traces; fields beyond `name` apply to the teachers that use them."""
+
     name: str = "symbolic"
-    defect_rate: float = 0.1
+    defect_rate: float = 0.1  # symbolic: share of traces with one realistic defect
+    # openai: any OpenAI-compatible chat-completions endpoint
+    base_url: Optional[str] = None
+    model: Optional[str] = None  # openai: the served model name; hf_local: a local model folder
+    api_key_env: Optional[str] = None  # name of the environment variable holding the key (never the key)
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    concurrency: int = 4
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    backoff_s: float = 1.0  # first retry delay; doubles each retry unless the server sends Retry-After
+    max_queries: Optional[int] = None  # hard cap on queries sent (cache hits are free), across restarts
+    max_cost_usd: Optional[float] = None  # hard cap on spend, across restarts
+    # USD per 1M [input, output] tokens, by model name; an unknown model costs 0 unless max_cost_usd is set
+    prices: dict[str, list[float]] = field(default_factory=dict)
+    system_prompt: Optional[str] = None
+    batch_size: int = 8  # hf_local
+    dtype: str = "float32"  # hf_local
 
 
 @dataclass
 class PoolConfig:
     name: str = "synthetic"
-    size: int = 2000
+    size: int = 2000  # synthetic: problems generated; jsonl: cap after merging (null = all)
     difficulties: list[int] = field(default_factory=lambda: [1, 5])
     max_operand: int = 10
     domains: Optional[list[str]] = None
+    # jsonl: local .jsonl / .parquet files merged in order, read through a field map
+    paths: list[str] = field(default_factory=list)
+    # canonical name -> the file's field; `problem` and `answer` are required, `id`, `domain`,
+    # `source` optional (null: an id derived from the text, the file name as source, a classified domain)
+    fields: dict[str, Optional[str]] = field(default_factory=lambda: {
+        "id": None, "problem": "problem", "answer": "answer", "domain": None, "source": None})
+    answer_regex: Optional[str] = None  # e.g. "####\\s*(.+)$" for GSM8K: group 1 becomes the answer
+    near_dup_threshold: float = 0.9  # word 5-gram Jaccard at or above which a problem is a near duplicate
+    decontam_ngram: int = 8  # word n-gram overlap with any benchmark problem removes a pool problem
+    # for problems without a domain: "rules" (keyword rules) or "teacher" (the LLM teacher, via its cache)
+    domain_classifier: str = "rules"
+
+
+@dataclass
+class ReferenceConfig:
+    """A reference model for the difficulty filter (paper: Qwen2.5-7B/32B-Instruct)."""
+
+    name: str = "student"
+    # "student": the base student of this run; "tiny": a tiny model built like the student
+    # with `tiny` overrides; "pretrained": a local transformers folder `path`
+    source: str = "student"
+    path: Optional[str] = None
+    tiny: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class DataConfig:
-    # "full": every trace that parsed; "random": `size` traces drawn uniformly.
+    """A data variant of Table 2: which filters run, then how many traces are kept."""
+
     name: str = "full"
-    size: Optional[int] = None
+    quality: bool = False
+    difficulty: bool = False
+    diversity: bool = False  # s1-style uniform-domain sampling with 2^-rank length weighting
+    size: Optional[int] = None  # null: keep every trace that passed the filters
+    references: list[ReferenceConfig] = field(default_factory=lambda: [
+        ReferenceConfig(name="student", source="student"),
+        # the student's recipe on a wider, deeper model (~2.3x the compute of the default student)
+        ReferenceConfig(name="tiny_strong", source="tiny",
+                        tiny={"hidden_size": 160, "intermediate_size": 432, "num_layers": 6}),
+    ])
+    reference_max_new_tokens: int = 32
+    reference_batch_size: int = 64
 
 
 @dataclass
@@ -184,9 +240,10 @@ class ConfigError(ValueError):
 CHOICES = {
     "model.source": ("tiny", "pretrained", "gguf_package"),
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "teacher.name": ("symbolic",),
-    "pool.name": ("synthetic",),
-    "data.name": ("full", "random"),
+    "teacher.name": ("symbolic", "openai", "hf_local"),
+    "pool.name": ("synthetic", "jsonl"),
+    "pool.domain_classifier": ("rules", "teacher"),
+    "data.name": ("curated", "random", "full", "full58k", "no_quality", "no_difficulty", "no_diversity"),
     "adapters.name": ("full", "no_strategic", "no_tactical", "no_operational", "lora", "full_ft", "none"),
     "train.loss": ("auto", "hierarchical", "sft"),
     "train.precision": ("auto", "bf16", "fp32"),
@@ -202,8 +259,8 @@ def validate(cfg: DictConfig) -> None:
     for key, allowed in CHOICES.items():
         if OmegaConf.select(cfg, key) not in allowed:
             fail(key, f"expected one of {list(allowed)}")
-    if cfg.stop_after is not None and cfg.stop_after not in STAGES:
-        fail("stop_after", f"expected one of {list(STAGES)}")
+    if cfg.stop_after is not None and cfg.stop_after not in STAGES and cfg.stop_after not in STOP_ALIASES:
+        fail("stop_after", f"expected one of {list(STAGES) + list(STOP_ALIASES)}")
     for stage in cfg.force:
         if stage not in STAGES and stage != "all":
             raise ConfigError(f"invalid config value force: {stage!r} is not a stage {list(STAGES) + ['all']}")
@@ -215,7 +272,8 @@ def validate(cfg: DictConfig) -> None:
             fail(key, "must be [low, high] with 1 <= low <= high <= 5")
     positive = ["pool.size", "benchmark.size", "train.lr", "train.epochs", "train.batch_size",
                 "train.grad_accum", "train.max_seq_len", "inference.max_new_tokens",
-                "inference.batch_size", "pool.max_operand", "adapters.match_r"]
+                "inference.batch_size", "pool.max_operand", "adapters.match_r", "pool.decontam_ngram",
+                "data.reference_max_new_tokens", "data.reference_batch_size"]
     for key in positive:
         if not OmegaConf.select(cfg, key) > 0:
             fail(key, "must be > 0")
@@ -240,8 +298,36 @@ def validate(cfg: DictConfig) -> None:
             fail(f"train.loss_weights.{key}", "must be >= 0")
     if cfg.train.save_every < 0:
         fail("train.save_every", "must be >= 0 (0 = no checkpoints)")
-    if cfg.data.name == "random" and (cfg.data.size is None or cfg.data.size <= 0):
+    if cfg.data.size is not None and cfg.data.size <= 0:
+        fail("data.size", "must be > 0 or null (keep all)")
+    if cfg.data.name == "random" and cfg.data.size is None:
         fail("data.size", "data=random needs a positive size")
+    for i, ref in enumerate(cfg.data.references):
+        if ref.source not in ("student", "tiny", "pretrained"):
+            fail(f"data.references[{i}].source", "expected one of ['student', 'tiny', 'pretrained']")
+        if ref.source == "pretrained" and not ref.path:
+            fail(f"data.references[{i}].path", "a pretrained reference needs a local model folder")
+    if cfg.data.difficulty and not cfg.data.references:
+        fail("data.references", "the difficulty filter needs at least one reference model")
+    if cfg.pool.name == "jsonl":
+        if not cfg.pool.paths:
+            fail("pool.paths", "pool=jsonl needs at least one .jsonl or .parquet file")
+        for key in ("problem", "answer"):
+            if not cfg.pool.fields.get(key):
+                fail("pool.fields", f"the field map needs {key!r}")
+    if cfg.pool.domain_classifier == "teacher" and cfg.teacher.name == "symbolic":
+        fail("pool.domain_classifier", "the symbolic teacher cannot classify; use teacher=openai or hf_local")
+    if not 0.0 < cfg.pool.near_dup_threshold <= 1.0:
+        fail("pool.near_dup_threshold", "must be in (0, 1]")
+    if cfg.teacher.name == "openai":
+        for key in ("base_url", "model"):
+            if not cfg.teacher[key]:
+                fail(f"teacher.{key}", "teacher=openai needs it")
+    if cfg.teacher.name == "hf_local" and not cfg.teacher.model:
+        fail("teacher.model", "teacher=hf_local needs a local model folder")
+    for key in ("teacher.concurrency", "teacher.max_tokens", "teacher.timeout_s", "teacher.batch_size"):
+        if not OmegaConf.select(cfg, key) > 0:
+            fail(key, "must be > 0")
     if cfg.train.max_steps is not None and cfg.train.max_steps <= 0:
         fail("train.max_steps", "must be > 0 or null")
     if not 0.0 <= cfg.train.warmup_ratio < 1.0:

