@@ -34,6 +34,7 @@ class TinyStudentConfig:
     pretrain_epochs: int = 1
     pretrain_batch_size: int = 64
     pretrain_lr: float = 3e-3
+    pretrain_precision: str = "auto"  # auto | bf16 | fp32 (auto: bf16 where the device has it)
     tokenizer_corpus: int = 3000
 
 

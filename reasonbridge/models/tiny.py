@@ -102,7 +102,7 @@ def build_tiny_student(cfg: TinyStudentConfig, *, seed: int, pool_cfg, out_dir: 
     result = train_causal_lm(
         model, examples,
         TrainSettings(lr=cfg.pretrain_lr, epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size,
-                      warmup_ratio=0.05, weight_decay=0.01, log_every=10),
+                      warmup_ratio=0.05, weight_decay=0.01, log_every=10, precision=cfg.pretrain_precision),
         pad_id=tokenizer.pad_token_id, seed=seed, progress=progress, desc="pre-train tiny student",
     )
     model = result.pop("model")
