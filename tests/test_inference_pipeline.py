@@ -84,3 +84,16 @@ def test_scaling_sweep_from_the_command_line(tmp_path, shared_cache, mlflow_uri)
     assert set(points) == {(n, str(k)) for n in ("gii", "budget_forcing") for k in (0, 2, 4, 6)}
     for (name, k), metrics in points.items():
         assert 0 <= metrics["acc/synthetic"] <= 1 and 0 <= metrics["interventions/synthetic"] <= int(k)
+
+
+def test_scaling_preset_sweeps_both_strategies_over_the_intervention_counts():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import CONF
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=scaling"], return_hydra_config=True)
+    assert dict(cfg.hydra.sweeper.params) == {"inference": "gii,budget_forcing",
+                                              "inference.max_interventions": "0,2,4,6"}
+    assert cfg.tracking.table == "figure4"
