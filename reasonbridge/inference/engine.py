@@ -1,11 +1,12 @@
 """Batched transformers generation driven by a `Strategy`, continuing from the KV cache.
 
-Each step feeds every active sequence its pending tokens: normally the one token it just
-produced; after an intervention the injected phrase. Rows with fewer pending tokens are
-left-padded inside the step (masked), so the whole batch always advances in one forward
-pass and the prefix already processed is never fed again. A suppressed end-of-thinking
-marker is removed by masking its cache columns; positions come from the attention mask,
-so the sequence the model conditions on is exactly ``prompt + kept tokens + injections``.
+Each step feeds every active sequence one token: normally the one it just produced;
+after an intervention the injected phrase, one token per step while the other rows keep
+generating (interventions come at different times per row, so a batched prefill of the
+phrase would pad every other row). The prefix already processed is never fed again. A
+suppressed end-of-thinking marker is removed by masking its cache columns; positions
+count only unmasked tokens, so the sequence the model conditions on is exactly
+``prompt + kept tokens + injections``.
 Finished sequences leave the batch (their rows are dropped from the cache).
 """
 from __future__ import annotations
@@ -23,7 +24,6 @@ _TRIGGERS: dict[tuple, torch.Tensor] = {}
 
 @dataclass
 class _Row:
-    slot: int
     episode: Episode
     prompt_ids: list[int]
     ids: list[int] = field(default_factory=list)  # conditioned ids after the prompt (kept + injected)
@@ -141,12 +141,12 @@ def _run_batch(model, tokenizer, prompts: list[str], problems: list[str], strate
                max_new_tokens: int, max_thinking_tokens: int | None, temperature: float, top_p: float,
                generator: torch.Generator | None) -> list[_Row]:
     device = model.device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
     fmt = strategy.fmt
     watch = strategy.intervenes
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     mask = enc["attention_mask"].to(device)
-    rows = [_Row(slot=b, episode=strategy.begin(problem), prompt_ids=enc["input_ids"][b][mask[b].bool()].tolist())
+    rows = [_Row(episode=strategy.begin(problem), prompt_ids=enc["input_ids"][b][mask[b].bool()].tolist())
             for b, problem in enumerate(problems)]
     all_rows = list(rows)
     next_pos = mask.sum(-1)
@@ -163,6 +163,8 @@ def _run_batch(model, tokenizer, prompts: list[str], problems: list[str], strate
         hits = triggers[next_tokens].tolist() if watch else None
         finished = False
         for b, (row, t) in enumerate(zip(rows, tokens)):
+            if row.pending:  # still feeding injected text: this step's prediction is not used
+                continue
             row.generated += 1
             ep = row.episode
             thinking = not ep.thinking_done
@@ -217,7 +219,7 @@ def _run_batch(model, tokenizer, prompts: list[str], problems: list[str], strate
                 mask, next_pos = mask[keep_t], next_pos[keep_t]
                 rows = [rows[b] for b in keep]
 
-        logits, mask = _feed(model, rows, cache, mask, next_pos, pad, device)
+        logits, mask = _feed(model, rows, cache, mask, next_pos, device)
     return all_rows
 
 
@@ -229,29 +231,14 @@ def _check_limit(row: _Row, max_new_tokens: int) -> bool:
 
 
 def _feed(model, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor,
-          pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass over every row's pending tokens, right-aligned in a [B, L] block."""
-    width = max(len(r.pending) for r in rows)
-    first_col = mask.shape[1]
-    if width == 1:
-        inp = torch.tensor([[r.pending[0]] for r in rows], device=device)
-        new_mask = torch.ones((len(rows), 1), dtype=mask.dtype, device=device)
-        pos = next_pos.unsqueeze(1).clone()
-        for r in rows:
-            r.cols.append(first_col)
-        next_pos += 1
-    else:
-        inp = torch.full((len(rows), width), pad, device=device)
-        new_mask = torch.zeros((len(rows), width), dtype=mask.dtype, device=device)
-        pos = torch.zeros((len(rows), width), dtype=next_pos.dtype, device=device)
-        for b, r in enumerate(rows):
-            k = len(r.pending)
-            inp[b, width - k:] = torch.tensor(r.pending, device=device)
-            new_mask[b, width - k:] = 1
-            pos[b, width - k:] = next_pos[b] + torch.arange(k, device=device)
-            r.cols.extend(range(first_col + width - k, first_col + width))
-            next_pos[b] += k
-    mask = torch.cat([mask, new_mask], dim=1)
-    out = model(input_ids=inp, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                logits_to_keep=1)
+          device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass feeding every row the next token of its queue."""
+    col = mask.shape[1]
+    inp = torch.tensor([[r.pending.pop(0)] for r in rows], device=device)
+    for r in rows:
+        r.cols.append(col)
+    mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
+    out = model(input_ids=inp, attention_mask=mask, position_ids=next_pos.unsqueeze(1).clone(),
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    next_pos += 1
     return out.logits, mask
