@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--interventions", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--marker", default=None,
+                    help="end-of-thinking marker (default inference.answer_marker); e.g. a string the micro "
+                         "student writes, so that interventions fire on a model that never writes the answer marker")
     ap.add_argument("--cache-dir", default=None, help="stage cache (default: paths.cache_dir)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. experiment=micro")
     args = ap.parse_args()
@@ -62,7 +65,7 @@ def main() -> None:
                for p in problems]
     texts = [p["problem"] for p in problems]
     i = cfg.inference
-    gii = GuidedIntervention(ThinkingFormat(answer_marker=i.answer_marker), max_interventions=args.interventions,
+    gii = GuidedIntervention(ThinkingFormat(answer_marker=args.marker or i.answer_marker), max_interventions=args.interventions,
                              phrases={k: list(v) for k, v in i.phrases.items()})
     common = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=False)
     thinking = args.max_new_tokens - min(i.answer_tokens, args.max_new_tokens // 4)
@@ -86,7 +89,8 @@ def main() -> None:
                 best[name] = (seconds, tokens, out)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model={args.model} ({n_params / 1e6:.2f}M params) prompts={len(prompts)} batch={args.batch_size} "
-          f"max_new_tokens={args.max_new_tokens} rounds={args.rounds} (best round each)")
+          f"max_new_tokens={args.max_new_tokens} rounds={args.rounds} (best round each) "
+          f"end of thinking={gii.fmt.end_markers[0]!r} or EOS")
     rate = {}
     for name, (seconds, tokens, out) in best.items():
         rate[name] = tokens / seconds
@@ -95,6 +99,10 @@ def main() -> None:
             per = statistics.mean(sum(o["interventions"].values()) for o in out)
             extra = f"  interventions/problem={per:.2f}"
         print(f"  {name:34s} {tokens:6d} tokens in {seconds:7.2f}s = {rate[name]:8.1f} tokens/s{extra}")
+    seconds, tokens, out = best[f"gii, {args.interventions} interventions"]
+    injected = sum(len(tok.encode(i["text"], add_special_tokens=False)) for o in out for i in o["intervention_log"])
+    print(f"  gii also fed {injected} injected tokens (one decode step each): "
+          f"{(tokens + injected) / seconds:.1f} tokens/s generated + injected")
     base = rate["greedy (transformers generate)"]
     gii_rate = rate[f"gii, {args.interventions} interventions"]
     print(f"ratio gii/greedy = {gii_rate / base:.3f} (target >= 0.90); "

@@ -57,6 +57,8 @@ def _find_marker(tokenizer, ids: list[int], markers: tuple[str, ...]) -> tuple[i
     window = max(len(m) for m in markers) + 2
     tail = ids[-window:]
     text = tokenizer.decode(tail, skip_special_tokens=False)
+    if not any(m in text for m in markers):
+        return None
     before_last = len(tokenizer.decode(tail[:-1], skip_special_tokens=False))
     for m in markers:
         pos = text.rfind(m)
