@@ -68,9 +68,10 @@ def test_kv_cache_continuation_matches_generation_from_scratch():
     marker = tok.decode(plain[0]["ids"][3:5])  # a two-token "end of thinking" this model writes at step 4
     strategy = BudgetForcing(ThinkingFormat(answer_marker=marker, eos_ends_thinking=False),
                              max_interventions=2, phrases=PHRASES)
-    out = run(model, prompts, strategy, max_new_tokens=30, return_ids=True)
-    assert out[0]["interventions"]["extension"] >= 1
-    for rec in out:
+    batched = run(model, prompts, strategy, max_new_tokens=30, return_ids=True)
+    alone = run(model, prompts[:1], strategy, max_new_tokens=30, return_ids=True)  # phrase fed as one chunk
+    assert batched[0]["interventions"]["extension"] >= 1 and alone[0]["interventions"]["extension"] >= 1
+    for rec in batched + alone:
         if not rec["intervention_log"]:
             continue
         cut = rec["intervention_log"][-1]["at_token"]

@@ -1,6 +1,7 @@
 """Batched transformers generation driven by a `Strategy`, continuing from the KV cache.
 
-Each step feeds every active sequence one token: normally the one it just produced;
+Each step feeds every active sequence one token (a chunk when all rows are injecting at
+once): normally the one it just produced;
 after an intervention the injected phrase, one token per step while the other rows keep
 generating (interventions come at different times per row, so a batched prefill of the
 phrase would pad every other row). The prefix already processed is never fed again. A
@@ -234,13 +235,17 @@ def _check_limit(row: _Row, max_new_tokens: int) -> bool:
 
 def _feed(model, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor,
           device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass feeding every row the next token of its queue."""
+    """One forward pass feeding every row the next k tokens of its queue, k the shortest
+    queue: usually 1; when all rows are injecting at once, a chunk (still no padding)."""
+    k = min(len(r.pending) for r in rows)
     col = mask.shape[1]
-    inp = torch.tensor([[r.pending.pop(0)] for r in rows], device=device)
+    inp = torch.tensor([r.pending[:k] for r in rows], device=device)
     for r in rows:
-        r.cols.append(col)
-    mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
-    out = model(input_ids=inp, attention_mask=mask, position_ids=next_pos.unsqueeze(1).clone(),
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
-    next_pos += 1
+        del r.pending[:k]
+        r.cols.extend(range(col, col + k))
+    mask = torch.cat([mask, torch.ones((len(rows), k), dtype=mask.dtype, device=device)], dim=1)
+    pos = next_pos.unsqueeze(1) + torch.arange(k, device=device)
+    out = model(input_ids=inp, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                logits_to_keep=1)
+    next_pos += k
     return out.logits, mask
