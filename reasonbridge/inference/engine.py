@@ -1,10 +1,10 @@
 """Batched transformers generation driven by a `Strategy`, continuing from the KV cache.
 
-Each step feeds every active sequence one token (a chunk when all rows are injecting at
-once): normally the one it just produced;
+Each step feeds every active sequence one token: normally the one it just produced;
 after an intervention the injected phrase, one token per step while the other rows keep
 generating (interventions come at different times per row, so a batched prefill of the
-phrase would pad every other row). The prefix already processed is never fed again. A
+phrase would pad every other row); when every row is injecting, a chunk at once. The
+prefix already processed is never fed again. A
 suppressed end-of-thinking marker is removed by masking its cache columns; positions
 count only unmasked tokens, so the sequence the model conditions on is exactly
 ``prompt + kept tokens + injections``.
