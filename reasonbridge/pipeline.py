@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
 VERSIONS = {"student": 1, "benchmark": 1, "pool": 2, "traces": 2, "reference": 1, "attempts": 1, "data": 2,
-            "train": 2, "eval": 1}
+            "train": 2, "eval": 2}
 
 
 def _slice(node) -> dict:
@@ -273,9 +273,8 @@ class Pipeline:
             model, tokenizer = load_trained(self.student_path(student), trained.path if trained else None,
                                             cfg.model.dtype)
             predictions, metrics = evaluate(model, tokenizer, read_jsonl(bench.path / "problems.jsonl"),
-                                            benchmark=cfg.benchmark.name,
-                                            max_new_tokens=cfg.inference.max_new_tokens,
-                                            batch_size=cfg.inference.batch_size, progress=cfg.progress)
+                                            benchmark=cfg.benchmark.name, inference=cfg.inference,
+                                            seed=cfg.seed, progress=cfg.progress)
             (out / "predictions").mkdir()
             write_jsonl(out / "predictions" / f"{cfg.benchmark.name}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)

@@ -30,6 +30,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
                 ids = ids[:ids.index(tokenizer.eos_token_id) + 1]
             n_tokens = sum(1 for t in ids if t != tokenizer.pad_token_id)
             results[i] = {"output": tokenizer.decode(ids, skip_special_tokens=True),
+                          "conditioned_on": prompts[i] + tokenizer.decode(ids, skip_special_tokens=False),
                           "tokens": n_tokens, "hit_limit": tokenizer.eos_token_id not in ids}
         bar.update(len(idx))
     bar.close()

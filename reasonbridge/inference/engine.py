@@ -1,0 +1,251 @@
+"""Batched transformers generation driven by a `Strategy`, continuing from the KV cache.
+
+Each step feeds every active sequence one token: normally the one it just produced;
+after an intervention the injected phrase, one token per step while the other rows keep
+generating (interventions come at different times per row, so a batched prefill of the
+phrase would pad every other row); when every row is injecting, a chunk at once. The
+prefix already processed is never fed again. A
+suppressed end-of-thinking marker is removed by masking its cache columns; positions
+count only unmasked tokens, so the sequence the model conditions on is exactly
+``prompt + kept tokens + injections``.
+Finished sequences leave the batch (their rows are dropped from the cache).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from reasonbridge.inference.strategies import Episode, Strategy
+
+_TRIGGERS: dict[tuple, torch.Tensor] = {}
+
+
+@dataclass
+class _Row:
+    episode: Episode
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)  # conditioned ids after the prompt (kept + injected)
+    cols: list[int] = field(default_factory=list)  # cache column of each fed entry of `ids`
+    pending: list[int] = field(default_factory=list)
+    generated: int = 0  # tokens the model produced, suppressed ones included
+    thinking_tokens: int = 0
+    stop: str | None = None  # eos | max_new_tokens
+
+
+def _trigger_mask(tokenizer, markers: tuple[str, ...], size: int) -> torch.Tensor:
+    """Token ids whose text contains the last character of a marker: only those can
+    complete one, so the engine decodes text only after sampling such a token."""
+    key = (id(tokenizer), markers, size)
+    if key not in _TRIGGERS:
+        last = {m[-1] for m in markers}
+        n = min(size, len(tokenizer))
+        texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+        raw = tokenizer.convert_ids_to_tokens(list(range(n)))
+        mask = torch.zeros(size, dtype=torch.bool)
+        for i, (t, r) in enumerate(zip(texts, raw)):
+            if any(c in t or c in (r or "") for c in last):
+                mask[i] = True
+        _TRIGGERS[key] = mask
+    return _TRIGGERS[key]
+
+
+def _find_marker(tokenizer, ids: list[int], markers: tuple[str, ...]) -> tuple[int, str] | None:
+    """If the last token completed a marker: (index of the first token holding it, the text
+    of that token before the marker). None otherwise."""
+    window = max(len(m) for m in markers) + 2
+    tail = ids[-window:]
+    text = tokenizer.decode(tail, skip_special_tokens=False)
+    if not any(m in text for m in markers):
+        return None
+    before_last = len(tokenizer.decode(tail[:-1], skip_special_tokens=False))
+    for m in markers:
+        pos = text.rfind(m)
+        if pos < 0 or pos + len(m) <= before_last:
+            continue
+        for k in range(1, len(tail) + 1):
+            piece = tokenizer.decode(ids[-k:], skip_special_tokens=False)
+            if m in piece:
+                return len(ids) - k, piece[:piece.find(m)]
+    return None
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    if temperature == 0.0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keep the smallest set reaching top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate_with_strategy(model, tokenizer, prompts: list[str], problems: list[str], strategy: Strategy, *,
+                           max_new_tokens: int, batch_size: int, max_thinking_tokens: int | None = None,
+                           temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                           progress: bool = True, desc: str = "generate", return_ids: bool = False) -> list[dict]:
+    """Generate for already-templated prompts under `strategy`; one record per prompt.
+
+    ``max_new_tokens`` caps the tokens the model produces (injected text excluded);
+    ``max_thinking_tokens`` (None: no budget) is where thinking is forced to end.
+    Sampling (temperature > 0) draws from one generator seeded with ``seed``.
+    ``return_ids`` adds the token ids (``prompt_ids``, ``ids``) to each record.
+    """
+    generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[dict | None] = [None] * len(prompts)
+    tokenizer.padding_side = "left"
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        rows = _run_batch(model, tokenizer, [prompts[i] for i in idx], [problems[i] for i in idx], strategy,
+                          max_new_tokens=max_new_tokens, max_thinking_tokens=max_thinking_tokens,
+                          temperature=temperature, top_p=top_p, generator=generator)
+        for row, i in zip(rows, idx):
+            results[i] = _record(tokenizer, row, strategy)
+            if return_ids:
+                results[i].update(prompt_ids=row.prompt_ids, ids=row.ids)
+        bar.update(len(idx))
+    bar.close()
+    return results
+
+
+def _record(tokenizer, row: _Row, strategy: Strategy) -> dict:
+    ep = row.episode
+    return {
+        "output": tokenizer.decode(row.ids, skip_special_tokens=True),
+        "tokens": row.generated,
+        "hit_limit": row.stop == "max_new_tokens",
+        "stop": row.stop,
+        "interventions": ep.counts(),
+        "intervention_log": ep.interventions,
+        "states": ep.states,
+        "budget_exhausted": ep.budget_exhausted,
+        "conditioned_on": tokenizer.decode(row.prompt_ids + row.ids, skip_special_tokens=False),
+        "stop_tokens": [tokenizer.eos_token],
+        "end_of_thinking": _end_of_thinking(tokenizer, strategy),
+    }
+
+
+def _end_of_thinking(tokenizer, strategy: Strategy) -> list[str]:
+    """What the strategy treated as the model trying to end its thinking."""
+    if not strategy.intervenes:
+        return []
+    return list(strategy.fmt.end_markers) + ([tokenizer.eos_token] if strategy.fmt.eos_ends_thinking else [])
+
+
+def _run_batch(model, tokenizer, prompts: list[str], problems: list[str], strategy: Strategy, *,
+               max_new_tokens: int, max_thinking_tokens: int | None, temperature: float, top_p: float,
+               generator: torch.Generator | None) -> list[_Row]:
+    device = model.device
+    eos = tokenizer.eos_token_id
+    fmt = strategy.fmt
+    watch = strategy.intervenes
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    mask = enc["attention_mask"].to(device)
+    rows = [_Row(episode=strategy.begin(problem), prompt_ids=enc["input_ids"][b][mask[b].bool()].tolist())
+            for b, problem in enumerate(problems)]
+    all_rows = list(rows)
+    next_pos = mask.sum(-1)
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=enc["input_ids"].to(device), attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache, use_cache=True,
+                logits_to_keep=1)
+    logits = out.logits
+    triggers = _trigger_mask(tokenizer, fmt.end_markers, logits.shape[-1]).to(device) if watch else None
+
+    while rows:
+        next_tokens = _sample(logits[:, -1].float(), temperature, top_p, generator)
+        tokens = next_tokens.tolist()
+        hits = triggers[next_tokens].tolist() if watch else None
+        finished = False
+        for b, (row, t) in enumerate(zip(rows, tokens)):
+            if row.pending:  # still feeding injected text: this step's prediction is not used
+                continue
+            row.generated += 1
+            ep = row.episode
+            thinking = not ep.thinking_done
+            if thinking:
+                row.thinking_tokens += 1
+            if t == eos:
+                if thinking and watch and fmt.eos_ends_thinking:
+                    text = tokenizer.decode(row.ids, skip_special_tokens=False)
+                    iv = strategy.on_end_of_thinking(ep, text, row.thinking_tokens)
+                    if iv is not None:
+                        row.pending = tokenizer.encode(iv.text, add_special_tokens=False)
+                        row.ids += row.pending
+                        ep.interventions[-1]["at_token"] = len(row.ids)
+                        finished |= _check_limit(row, max_new_tokens)
+                        continue
+                row.ids.append(t)
+                row.stop, finished = "eos", True
+                continue
+            row.ids.append(t)
+            row.pending = [t]
+            if thinking and watch and hits[b]:
+                found = _find_marker(tokenizer, row.ids, fmt.end_markers)
+                if found is not None:
+                    j, lost = found
+                    text = tokenizer.decode(row.ids[:j], skip_special_tokens=False) + lost
+                    iv = strategy.on_end_of_thinking(ep, text, row.thinking_tokens)
+                    if iv is not None:
+                        # the marker's tokens already in the cache are masked; the last one was never fed
+                        if row.cols[j:]:
+                            mask[b, row.cols[j:]] = 0
+                        del row.ids[j:], row.cols[j:]
+                        row.pending = tokenizer.encode(lost + iv.text, add_special_tokens=False)
+                        row.ids += row.pending
+                        ep.interventions[-1]["at_token"] = len(row.ids)
+                        next_pos[b] = len(row.prompt_ids) + len(row.cols)
+                    thinking = not ep.thinking_done
+            if thinking and max_thinking_tokens is not None and row.thinking_tokens >= max_thinking_tokens:
+                forced = tokenizer.encode(strategy.on_budget_exhausted(ep, tokenizer.decode(row.ids, skip_special_tokens=False)),
+                                          add_special_tokens=False)
+                row.pending = row.pending + forced
+                row.ids += forced
+            finished |= _check_limit(row, max_new_tokens)
+
+        if finished:
+            keep = [b for b, r in enumerate(rows) if r.stop is None]
+            if not keep:
+                break
+            if len(keep) < len(rows):
+                keep_t = torch.tensor(keep, device=device)
+                for layer in cache.layers:
+                    layer.batch_select_indices(keep_t)
+                mask, next_pos = mask[keep_t], next_pos[keep_t]
+                rows = [rows[b] for b in keep]
+
+        logits, mask = _feed(model, rows, cache, mask, next_pos, device)
+    return all_rows
+
+
+def _check_limit(row: _Row, max_new_tokens: int) -> bool:
+    if row.generated >= max_new_tokens:
+        row.stop = "max_new_tokens"
+        return True
+    return False
+
+
+def _feed(model, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor,
+          device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass feeding every row the next k tokens of its queue, k the shortest
+    queue: usually 1; when all rows are injecting at once, a chunk (still no padding)."""
+    k = min(len(r.pending) for r in rows)
+    col = mask.shape[1]
+    inp = torch.tensor([r.pending[:k] for r in rows], device=device)
+    for r in rows:
+        del r.pending[:k]
+        r.cols.extend(range(col, col + k))
+    mask = torch.cat([mask, torch.ones((len(rows), k), dtype=mask.dtype, device=device)], dim=1)
+    pos = next_pos.unsqueeze(1) + torch.arange(k, device=device)
+    out = model(input_ids=inp, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                logits_to_keep=1)
+    next_pos += k
+    return out.logits, mask
