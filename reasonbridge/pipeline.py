@@ -215,12 +215,15 @@ class Pipeline:
             upstream = {"pool": pool, **({"model": built} if built is not None else {})}
 
             def compute(out: Path, path=path, name=name) -> None:
+                from reasonbridge.config import InferenceConfig
                 from reasonbridge.evaluation.evaluate import evaluate
                 from reasonbridge.models.loading import load_model
                 model, tokenizer = load_model(path, cfg.model.dtype)
+                greedy = OmegaConf.structured(InferenceConfig(name="none", max_new_tokens=cfg.data.reference_max_new_tokens,
+                                                              batch_size=cfg.data.reference_batch_size))
                 predictions, metrics = evaluate(model, tokenizer, read_jsonl(pool.path / "problems.jsonl"),
-                                                benchmark="pool", max_new_tokens=cfg.data.reference_max_new_tokens,
-                                                batch_size=cfg.data.reference_batch_size, progress=cfg.progress)
+                                                benchmark="pool", inference=greedy, seed=cfg.seed,
+                                                progress=cfg.progress)
                 write_jsonl(out / "attempts.jsonl", [{k: p[k] for k in ("id", "output", "extracted", "correct")}
                                                      for p in predictions])
                 write_json_atomic(out / "metrics.json", {"reference": name, "solved": metrics["acc/pool"]})

@@ -17,7 +17,7 @@ def test_default_config_composes_and_validates():
 def test_row_presets_override_groups():
     assert compose_config(["row=base"]).adapters.name == "none"
     cfg = compose_config(["row=reasonbridge"])
-    assert cfg.tracking.row == "reasonbridge" and cfg.adapters.name == "full"
+    assert cfg.tracking.row == "reasonbridge" and cfg.adapters.name == "full" and cfg.inference.name == "gii" and cfg.data.name == "curated"
 
 
 def test_demo_experiment_sweeps_both_rows():
