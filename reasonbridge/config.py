@@ -27,12 +27,12 @@ class TinyStudentConfig:
     num_layers: int = 4
     num_heads: int = 4
     max_position_embeddings: int = 512
-    pretrain_examples: int = 12000
+    pretrain_examples: int = 6000
     # arithmetic fact sheets (`a op b = c` lines): single operations, never a chain of them
     fact_sheets: int = 3000
     facts_per_sheet: int = 16
     pretrain_epochs: int = 1
-    pretrain_batch_size: int = 64
+    pretrain_batch_size: int = 32
     pretrain_lr: float = 3e-3
     pretrain_precision: str = "auto"  # auto | bf16 | fp32 (auto: bf16 where the device has it)
     tokenizer_corpus: int = 3000
