@@ -13,6 +13,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -87,16 +88,22 @@ class Pipeline:
                 info = convert_gguf_package(cfg.model.package, out / "model")
                 write_json_atomic(out / "student.json", {"path": "model", **info})
         else:
-            config = {"tiny": _slice(cfg.model.tiny), "suite": self._suite(), "seed": cfg.seed}
-
-            def compute(out: Path) -> None:
-                from reasonbridge.models.tiny import build_tiny_student
-                info = build_tiny_student(cfg.model.tiny, seed=cfg.seed, pool_cfg=cfg.pool, out_dir=out / "model",
-                                          progress=cfg.progress)
-                write_json_atomic(out / "student.json", {"path": "model", "params": info["params"],
-                                                         "pretrain_time_s": info["pretrain"]["time_s"],
-                                                         "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"]})
+            config, compute = self._tiny_model(cfg.model.tiny)
         return self._stage("student", config, {}, compute)
+
+    def _tiny_model(self, tiny) -> tuple[dict, Callable[[Path], None]]:
+        """Stage config and compute function that build a tiny model (the student, or a reference)."""
+        cfg = self.cfg
+        config = {"tiny": _slice(tiny), "suite": self._suite(), "seed": cfg.seed}
+
+        def compute(out: Path) -> None:
+            from reasonbridge.models.tiny import build_tiny_student
+            info = build_tiny_student(tiny, seed=cfg.seed, pool_cfg=cfg.pool, out_dir=out / "model",
+                                      progress=cfg.progress)
+            write_json_atomic(out / "student.json", {"path": "model", "params": info["params"],
+                                                     "pretrain_time_s": info["pretrain"]["time_s"],
+                                                     "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"]})
+        return config, compute
 
     def student_path(self, res: StageResult) -> str:
         info = json.loads((res.path / "student.json").read_text())
@@ -192,14 +199,7 @@ class Pipeline:
             elif ref.source == "pretrained":
                 out[ref.name] = (ref.path, None)
             else:
-                tiny = OmegaConf.merge(cfg.model.tiny, dict(ref.tiny))
-                config = {"tiny": _slice(tiny), "suite": self._suite(), "seed": cfg.seed}
-
-                def compute(o: Path, tiny=tiny) -> None:
-                    from reasonbridge.models.tiny import build_tiny_student
-                    info = build_tiny_student(tiny, seed=cfg.seed, pool_cfg=cfg.pool, out_dir=o / "model",
-                                              progress=cfg.progress)
-                    write_json_atomic(o / "reference.json", {"params": info["params"]})
+                config, compute = self._tiny_model(OmegaConf.merge(cfg.model.tiny, dict(ref.tiny)))
                 res = self._stage("reference", config, {}, compute, label=f"reference/{ref.name}")
                 out[ref.name] = (str(res.path / "model"), res)
         return out
