@@ -149,8 +149,7 @@ def plot_scaling(table: BuiltTable, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     spec = table.spec
-    measured = [c for c in table.columns if any(l.cells[i].ours for l in table.lines
-                                                for i, cc in enumerate(table.columns) if cc.key == c.key)]
+    measured = [c for i, c in enumerate(table.columns) if any(line.cells[i].ours for line in table.lines)]
     panels = measured or [table.columns[0]]
     paper_col = next((c.key for c in table.columns if c.in_paper), None)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False)
