@@ -164,8 +164,9 @@ def plot_scaling(table: BuiltTable, out_dir: Path) -> list[Path]:
             points.sort(key=lambda p: p[0])
             x = [p[0] for p in points]
             label = f"{strategy} ({group})" if multi_model else f"{strategy} (ours, {group})"
-            ax.plot(x, [p[1].ours.value for p in points], marker="o", label=label)
-            ax.fill_between(x, [p[1].ours.lo for p in points], [p[1].ours.hi for p in points], alpha=0.2)
+            (drawn,) = ax.plot(x, [p[1].ours.value for p in points], marker="o", label=label)
+            ax.fill_between(x, [p[1].ours.lo for p in points], [p[1].ours.hi for p in points], alpha=0.15,
+                            color=drawn.get_color(), linewidth=0)
         # the paper's points are AIME24; drawn on that panel, or on every panel when no run has AIME24
         if paper_col is not None and (col.key == paper_col or paper_col not in [c.key for c in panels]):
             pts = sorted((r.interventions, r.paper[0], r.label) for r in spec.rows if r.paper and r.paper[0] is not None)
