@@ -226,3 +226,22 @@ def test_report_from_micro_runs(micro_cfg, mlflow_uri, tmp_path):
     assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full)"
     assert 0 < float(t3[("tiny", "reasonbridge_no_gii", "params_modified_pct")]["ours"]) < 100
     assert results["base"].run_id in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_command_line_table_sweep_then_report(tmp_path, shared_cache, mlflow_uri):
+    """Rows swept as a list from the command line, tagged like `experiment=table2`, fill Table 2."""
+    from tests.conftest import run_micro_sweep
+    rows = ["reasonbridge", "no_quality", "lora"]
+    _, runs = run_micro_sweep(f"row={','.join(rows)}", "tracking.table=table2", f"paths.cache_dir={shared_cache}",
+                              tmp_path=tmp_path, mlflow_uri=mlflow_uri)
+    assert sorted(r.data.tags["row"] for r in runs) == sorted(rows)  # one run per row, not a product
+    out = tmp_path / "reports"
+    build_report(out, tracking_uri=mlflow_uri, n_boot=500, tables=["table2"])
+    t2 = cells(out, "table2")
+    by_row = {r.data.tags["row"]: r for r in runs}
+    for row in rows:
+        cell = t2[("tiny", row, "synthetic")]
+        assert cell["run_ids"] == by_row[row].info.run_id
+        assert float(cell["ours"]) == pytest.approx(100 * by_row[row].data.metrics["acc/synthetic"])
+    assert t2[("tiny", "no_quality", "synthetic")]["delta"] != "" and t2[("tiny", "full_ft", "synthetic")]["text"] == "not run"
