@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from reasonbridge.report.build import ROOT, build_report
 from reasonbridge.report.specs import SpecError
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except MlflowException as e:  # an unreachable server, a store of another MLflow schema, ...
+        print(f"error: cannot read runs from the MLflow tracking URI: {e.message}", file=sys.stderr)
+        return 1
     filled = sum(1 for t in summary.tables for line in t.lines for c in line.cells if c.runs)
     print(f"report: {summary.runs} runs from {summary.uri} -> {len(summary.tables)} tables "
           f"({filled} cells from runs) in {summary.seconds:.1f}s; open {args.out / 'README.md'}")
