@@ -223,7 +223,7 @@ def write_index(tables: list[BuiltTable], figures: list[Path], out_dir: Path, ur
             continue
         out += ["| Student | Row | Column | Value | MLflow runs |", "|---|---|---|---:|---|"]
         for line, col, cell in cells:
-            links = ", ".join(f"[{r.run_id[:8]}]({run_link(uri, r.experiment_id, r.run_id)}) (seed {r.seed})"
+            links = ", ".join(f"[{r.run_id}]({run_link(uri, r.experiment_id, r.run_id)}) (seed {r.seed})"
                               for r in cell.runs)
             out.append(f"| {line.group} | {line.label.replace('|', '/')} | {col.header} | "
                        f"{ours_text(line, cell, col.key)} | {links} |")
