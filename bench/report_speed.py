@@ -5,7 +5,7 @@ like the pipeline's: the full flattened config as params (~150), tags `table`/`r
 acc/n/gen_tokens/train, a 20-step train/loss series, and a `predictions/<benchmark>.jsonl`
 artifact of 100 problems. Rows, students and seeds spread over every table, so every run
 is selected by some cell and its predictions are read. Filling is not timed; the build is
-(cold, then warm). Run from the repository root:
+(in process cold, then warm, then `python -m reasonbridge.report` as a new process). Run from the repository root:
 
     python bench/report_speed.py [--runs 1000] [--problems 100] [--keep DIR]
 """
@@ -15,6 +15,7 @@ import argparse
 import itertools
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -111,7 +112,14 @@ def main() -> None:
             timings.append(time.perf_counter() - t0)
             cells = sum(1 for t in summary.tables for line in t.lines for c in line.cells if c.runs)
             print(f"report build ({attempt}): {timings[-1]:.2f}s for {summary.runs} runs, {cells} cells from runs")
-        print(f"report build, {args.runs} runs: {timings[0]:.2f}s (target <= 15 s: {'met' if timings[0] <= 15 else 'MISSED'})")
+        # what a user waits for: a new process, imports and all
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "reasonbridge.report", "--tracking-uri", uri, "--out",
+                        str(where / "reports-cli")], cwd=ROOT, check=True, capture_output=True)
+        cli = time.perf_counter() - t0
+        print(f"python -m reasonbridge.report (new process): {cli:.2f}s")
+        print(f"report build, {args.runs} runs: {timings[0]:.2f}s in process, {cli:.2f}s from the command line "
+              f"(target <= 15 s: {'met' if cli <= 15 else 'MISSED'})")
 
 
 if __name__ == "__main__":
