@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from reasonbridge.report.__main__ import main as report_main
