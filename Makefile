@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui clean clean-all
+.PHONY: help install demo test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install (torch 2.13.0 CPU first, then the known-good pins)
 
@@ -29,6 +29,26 @@ test: install ## run the test suite
 
 test-fast: install ## run the tests without the slow end-to-end ones
 	$(PY) -m pytest -q -m "not slow"
+
+report: install ## tables 1-4 and the scaling figure from the MLflow runs into reports/ (rows not run say so)
+	$(PY) -m reasonbridge.report
+	@echo "Open reports/README.md."
+
+# `make sweep-table2 ARGS="model=qwen2.5_coder_14b benchmark=aime24,math500,gpqa_diamond"` adds overrides
+sweep-table1: install ## Table 1 rows (base, + ReasonBridge, + w/ GII) for one student; ARGS= adds overrides
+	$(PY) run.py -m experiment=table1 $(ARGS)
+
+sweep-table2: install ## Table 2: the twelve ablation rows
+	$(PY) run.py -m experiment=table2 $(ARGS)
+
+sweep-table3: install ## Table 3 (C.1): train ReasonBridge, log adapter dim, % trainable, lr, training time
+	$(PY) run.py -m experiment=table3 $(ARGS)
+
+sweep-table4: install ## Table 4 (C.3): base vs + ReasonBridge on the generalization benchmarks
+	$(PY) run.py -m experiment=table4 $(ARGS)
+
+sweep-scaling: install ## Figure 4: GII and budget forcing at 0, 2, 4, 6 interventions
+	$(PY) run.py -m experiment=scaling $(ARGS)
 
 ui: install ## serve the MLflow UI over the project's store on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

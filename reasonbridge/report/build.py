@@ -1,0 +1,59 @@
+"""Build the whole report: runs from MLflow -> tables, figure and index under reports/."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
+from reasonbridge.report.runs import fetch_runs, load_predictions
+from reasonbridge.report.specs import load_specs
+from reasonbridge.report.tables import BuiltTable, build_table, predictions_needed
+from reasonbridge.tracking.mlflow_run import resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ReportSummary:
+    uri: str
+    runs: int
+    tables: list[BuiltTable]
+    files: list[Path]
+    seconds: float
+
+
+def configured_uri() -> str | None:
+    """tracking.uri from conf/tracking/mlflow.yaml (the environment variable still wins)."""
+    from omegaconf import OmegaConf
+    path = ROOT / "conf" / "tracking" / "mlflow.yaml"
+    return OmegaConf.load(path).get("uri") if path.exists() else None
+
+
+def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT / "experiments",
+                 tracking_uri: str | None = None, tables: list[str] | None = None, n_boot: int = 2000,
+                 workers: int = 8) -> ReportSummary:
+    start = time.perf_counter()
+    specs = load_specs(experiments_dir, tables)  # a broken definition fails before anything is written
+    uri = tracking_uri or resolve_tracking_uri(configured_uri())
+    client = MlflowClient(tracking_uri=uri)
+    runs = fetch_runs(client, {s for spec in specs for s in spec.sources})
+    load_predictions(client, predictions_needed(specs, runs), workers=workers)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    built, files, figures = [], [], []
+    for spec in specs:
+        table = build_table(spec, runs, n_boot=n_boot)
+        built.append(table)
+        for suffix, writer in ((".md", write_markdown), (".tex", write_latex), (".csv", write_csv)):
+            path = out_dir / f"{spec.name}{suffix}"
+            writer(table, path)
+            files.append(path)
+        if spec.kind == "scaling":
+            figures += plot_scaling(table, out_dir)
+    write_index(built, figures, out_dir, uri, len(runs))
+    files += figures + [out_dir / "README.md"]
+    return ReportSummary(uri, len(runs), built, files, time.perf_counter() - start)
