@@ -2,7 +2,8 @@
 
 SLURM sends SIGTERM when it preempts a job and, with submitit, SIGUSR2 `signal_delay_s`
 before the time limit; SIGUSR1 is the other common `--signal` choice. `install()` routes
-all three here. Outside a checkpointable section (see `checkpointable()`) the job hands
+all three here. `scancel` sends SIGTERM too: a job SLURM is already ending without a
+preemption checkpoints but does not requeue itself. Outside a checkpointable section (see `checkpointable()`) the job hands
 off at once: stages are cached atomically, so nothing finished is lost. Inside one (the
 training loop), the signal is only recorded; the loop saves a checkpoint after the current
 optimizer step and calls `hand_off()`.
@@ -16,6 +17,8 @@ training checkpoint in the stage cache and resumes. Without submitit it exits wi
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import subprocess
 import threading
@@ -107,13 +110,32 @@ def hand_off() -> None:
             callback()
         except Exception as e:  # never let bookkeeping block the requeue
             log.warning("pre-requeue callback failed: %s", e)
-    if _submitit_handler is not None:
+    if _submitit_handler is not None and signum == signal.SIGTERM and _cancelled_on_slurm():
+        # `scancel` also sends SIGTERM; requeueing would undo the user's cancel
+        log.warning("job cancelled: not requeueing; the checkpoint stays in the stage cache for a rerun")
+    elif _submitit_handler is not None:
         try:
             # checkpoint (the launcher's resubmission), requeue, then sys.exit
             _submitit_handler.checkpoint_and_try_requeue(signum)
         except subprocess.CalledProcessError as e:  # e.g. scancel: the job can no longer be requeued
             log.error("could not requeue (%s); the checkpoint stays in the stage cache for a rerun", e)
     raise SystemExit(128 + int(signum))
+
+
+def _cancelled_on_slurm() -> bool:
+    """True when SLURM is ending this job for another reason than preemption (`scancel`, the
+    time limit): its state is already COMPLETING/CANCELLED and no PreemptTime is set."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return False
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    fields = dict(re.findall(r"(\w+)=(\S*)", out))
+    preempted = fields.get("PreemptTime", "None") not in ("None", "")
+    return fields.get("JobState") in ("COMPLETING", "CANCELLED") and not preempted
 
 
 def _reset_for_tests() -> None:
