@@ -251,16 +251,24 @@ class Pipeline:
 
     def train(self, student: StageResult, data: StageResult) -> StageResult:
         cfg = self.cfg
-        config = {"adapters": _slice(cfg.adapters), "train": _slice(cfg.train), "seed": cfg.seed}
+        train_slice = _slice(cfg.train)
+        if train_slice.get("processes") == 1 and not train_slice.get("accelerate_config"):  # keys as before
+            train_slice = {k: v for k, v in train_slice.items() if k not in ("processes", "accelerate_config")}
+        config = {"adapters": _slice(cfg.adapters), "train": train_slice, "seed": cfg.seed}
         upstream = {"student": student, "data": data}
         # The stage computes into a temp folder that is deleted on failure, so resumable
         # checkpoints live beside it, keyed like the artifact, until the artifact is in place.
         checkpoints = self.cache.path("train", self._key("train", config, upstream)).with_suffix(".ckpt")
 
         def compute(out: Path) -> None:
-            from reasonbridge.training.run import train_student
-            summary = train_student(cfg, self.student_path(student), data.path / "selected.jsonl", out,
-                                    checkpoint_dir=checkpoints)
+            if cfg.train.processes > 1 or cfg.train.accelerate_config:  # several GPUs: `accelerate launch`
+                from reasonbridge.training.distributed import train_launched
+                summary = train_launched(cfg, self.student_path(student), data.path / "selected.jsonl", out,
+                                         checkpoint_dir=checkpoints)
+            else:
+                from reasonbridge.training.run import train_student
+                summary = train_student(cfg, self.student_path(student), data.path / "selected.jsonl", out,
+                                        checkpoint_dir=checkpoints)
             write_json_atomic(out / "train.json", summary)
         result = self._stage("train", config, upstream, compute)
         shutil.rmtree(checkpoints, ignore_errors=True)

@@ -65,6 +65,18 @@ def pending() -> bool:
     return _pending is not None
 
 
+def pending_signal() -> int:
+    """The signal waiting for a safe point (SIGTERM when none is)."""
+    return _pending if _pending is not None else signal.SIGTERM
+
+
+def request(signum: int = signal.SIGTERM) -> None:
+    """Act as if `signum` had arrived (another rank was signalled)."""
+    global _pending, _preempted
+    _preempted = True
+    _pending = signum
+
+
 def preempted() -> bool:
     return _preempted
 

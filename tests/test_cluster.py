@@ -165,3 +165,30 @@ def _wait_for_glob(folder: Path, pattern: str, proc: subprocess.Popen, timeout: 
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.monotonic() < deadline, f"no {pattern} under {folder} after {timeout}s"
         time.sleep(0.1)
+
+
+# -- the train stage under `accelerate launch` (multi-GPU path; one CPU process here) ---------
+@pytest.mark.slow
+def test_training_under_accelerate_launch_matches_in_process_training(micro_cfg, tmp_path):
+    from reasonbridge.pipeline import Pipeline
+    accelerate_cfg = tmp_path / "cpu.yaml"
+    accelerate_cfg.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\n"
+                              "num_machines: 1\nmixed_precision: 'no'\nuse_cpu: true\n")
+    plain = Pipeline(micro_cfg("stop_after=train")).run()
+    launched = Pipeline(micro_cfg("stop_after=train", f"train.accelerate_config={accelerate_cfg}")).run()
+    assert plain.stages["train"].key != launched.stages["train"].key
+    assert not launched.stages["train"].hit
+    summary = json.loads((launched.stages["train"].path / "train.json").read_text())
+    reference = json.loads((plain.stages["train"].path / "train.json").read_text())
+    assert summary["steps"] == reference["steps"] > 0
+    assert [h["loss"] for h in summary["history"]] == pytest.approx([h["loss"] for h in reference["history"]])
+    assert (launched.stages["train"].path / "adapter" / "trained.json").exists()
+    assert not (launched.stages["train"].path / "launch.json").exists()
+
+
+def test_processes_and_accelerate_config_are_checked(micro_cfg):
+    from reasonbridge.config import ConfigError, validate
+    with pytest.raises(ConfigError, match="train.processes"):
+        validate(micro_cfg("train.processes=0"))
+    with pytest.raises(ConfigError, match="train.accelerate_config"):
+        validate(micro_cfg("train.accelerate_config=/no/such/accelerate.yaml"))

@@ -186,6 +186,18 @@ def _set_rng_state(state: dict) -> None:
 CHECKPOINT = "state.pt"
 
 
+def _any_rank_preempted(accelerator) -> bool:
+    """Whether any rank got a preemption signal, agreed by all ranks (they stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return preemption.pending()
+    flag = torch.tensor([1.0 if preemption.pending() else 0.0], device=accelerator.device)
+    if accelerator.reduce(flag, reduction="sum").item() > 0:
+        if not preemption.pending():
+            preemption.request()
+        return True
+    return False
+
+
 def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad_id: int, seed: int,
                     progress: bool = True, desc: str = "train",
                     on_log: Callable[[dict], None] | None = None,
@@ -294,8 +306,9 @@ def _train(model, examples: list[dict], settings: TrainSettings, *, pad_id: int,
                 window = {}
             if ckpt is not None and settings.save_every and step % settings.save_every == 0 and step < total_steps:
                 save_checkpoint()
-            if ckpt is not None and preemption.pending() and step < total_steps:
+            if ckpt is not None and _any_rank_preempted(accelerator) and step < total_steps:
                 save_checkpoint()
+                accelerator.wait_for_everyone()
                 log.warning("%s: checkpoint at step %d saved for the requeued job", desc, step)
                 preemption.hand_off()
             if on_step:
