@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui clean clean-all
+.PHONY: help install demo test test-fast ui slurm-up slurm-down test-slurm clean clean-all
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install (torch 2.13.0 CPU first, then the known-good pins)
 
@@ -32,6 +32,19 @@ test-fast: install ## run the tests without the slow end-to-end ones
 
 ui: install ## serve the MLflow UI over the project's store on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+# A single-node SLURM on this machine (root; installs slurm-wlm + munge with apt-get if missing).
+SLURM_LOCAL_DIR ?= /tmp/reasonbridge-slurm
+export SLURM_LOCAL_DIR
+
+slurm-up: ## start a local single-node SLURM; then: export SLURM_CONF=/tmp/reasonbridge-slurm/slurm.conf
+	sweeps/slurm_local.sh up
+
+slurm-down: ## stop the local SLURM started by slurm-up (its jobs are cancelled)
+	sweeps/slurm_local.sh down
+
+test-slurm: install ## only the cluster tests: real SLURM (own daemons), local launcher preemption, cache locks
+	$(PY) -m pytest -q tests/test_slurm.py tests/test_cluster.py
 
 clean: ## remove Hydra outputs and test caches (keeps the stage cache and MLflow store)
 	rm -rf outputs multirun .pytest_cache
