@@ -192,3 +192,53 @@ def test_processes_and_accelerate_config_are_checked(micro_cfg):
         validate(micro_cfg("train.processes=0"))
     with pytest.raises(ConfigError, match="train.accelerate_config"):
         validate(micro_cfg("train.accelerate_config=/no/such/accelerate.yaml"))
+
+
+# -- preemption inside the training loop (in-process, no submitit) ---------------------------
+@pytest.fixture
+def fresh_preemption():
+    from reasonbridge import preemption
+    handlers = {sig: signal.getsignal(sig) for sig in preemption.SIGNALS}
+    preemption._reset_for_tests()
+    preemption.install()
+    yield preemption
+    preemption._reset_for_tests()
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def _train(student: str, data: Path, out: Path, ckpt: Path, signal_at: int | None = None, seen=None):
+    from reasonbridge.training.run import train_student
+    from tests.conftest import compose_config
+    cfg = compose_config(["experiment=micro", "adapters=lora", "train.max_steps=4", "train.batch_size=4",
+                          "train.save_every=0", "train.precision=fp32", "progress=false"])
+
+    def on_step(step: int) -> None:
+        if seen is not None:
+            seen.append(step)
+        if step == signal_at:
+            os.kill(os.getpid(), signal.SIGUSR1)  # as SLURM's --signal would, mid-training
+    return train_student(cfg, student, data, out, checkpoint_dir=ckpt, on_step=on_step)
+
+
+def test_signal_during_training_checkpoints_that_step_and_a_rerun_resumes(micro_cfg, tmp_path, fresh_preemption):
+    from reasonbridge.io import write_jsonl
+    from reasonbridge.pipeline import Pipeline
+    from tests.test_training import _traces
+    pipe = Pipeline(micro_cfg("stop_after=student"))
+    student = pipe.student_path(pipe.student())
+    data = tmp_path / "selected.jsonl"
+    write_jsonl(data, _traces(12))
+    straight = _train(student, data, tmp_path / "a", tmp_path / "ckpt-a")
+    with pytest.raises(SystemExit) as exit_info:
+        _train(student, data, tmp_path / "b", tmp_path / "ckpt-b", signal_at=2)
+    assert exit_info.value.code == 128 + signal.SIGUSR1
+    assert fresh_preemption.preempted() and not fresh_preemption.pending()
+    # signalled after step 2: step 3 finished and was saved, although periodic checkpoints are off
+    import torch
+    assert torch.load(tmp_path / "ckpt-b" / "state.pt", weights_only=False)["state"]["step"] == 3
+    fresh_preemption._reset_for_tests()
+    steps_run: list[int] = []
+    resumed = _train(student, data, tmp_path / "b", tmp_path / "ckpt-b", seen=steps_run)
+    assert steps_run == [4]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
