@@ -18,8 +18,12 @@ from typing import Any, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher as base
 from omegaconf import OmegaConf
+
+try:
+    from hydra_plugins.hydra_submitit_launcher import submitit_launcher as base
+except ImportError:  # without the `cluster` extra: no launchers (and no warning on every run)
+    base = None
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class _SweepMixin:
                 returns.append(job.results()[0])
             except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as e:
                 failed.append(job.job_id)
-                log.error("job %s (%s) failed: %s", job.job_id, " ".join(overrides), str(e).splitlines()[0])
+                log.error("job %s (%s) failed: %s", job.job_id, " ".join(overrides), " ".join(str(e).splitlines()[:2]))
                 returns.append(JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=e))
         if failed:
             log.error("%d of %d jobs failed: %s (logs under %s)", len(failed), len(jobs), ", ".join(failed),
@@ -76,13 +80,13 @@ class _SweepMixin:
         return returns
 
 
-class SlurmLauncher(_SweepMixin, base.SlurmLauncher):
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from reasonbridge.slurm import use_scontrol_fallback
+if base is not None:
+    class SlurmLauncher(_SweepMixin, base.SlurmLauncher):
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+            from reasonbridge.slurm import use_scontrol_fallback
 
-        use_scontrol_fallback()
-        return super().launch(job_overrides, initial_job_idx)
+            use_scontrol_fallback()
+            return super().launch(job_overrides, initial_job_idx)
 
-
-class LocalLauncher(_SweepMixin, base.LocalLauncher):
-    pass
+    class LocalLauncher(_SweepMixin, base.LocalLauncher):
+        pass
