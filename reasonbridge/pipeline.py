@@ -17,6 +17,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from reasonbridge import preemption
 from reasonbridge.cache import StageCache, StageResult, stage_key, write_json_atomic
 from reasonbridge.config import STOP_ALIASES, validate
 from reasonbridge.io import read_jsonl, write_jsonl
@@ -59,6 +60,7 @@ class Pipeline:
                                                          "upstream": {k: v.key for k, v in upstream.items()}})
         log.info("stage %-9s %s (%s, %.1fs)", label or name, key, "cached" if res.hit else "computed", res.seconds)
         self.result.stages[label or name] = res
+        preemption.at_safe_point()  # a signal that came during the stage's last moments
         return res
 
     def _suite(self) -> dict:
@@ -249,16 +251,24 @@ class Pipeline:
 
     def train(self, student: StageResult, data: StageResult) -> StageResult:
         cfg = self.cfg
-        config = {"adapters": _slice(cfg.adapters), "train": _slice(cfg.train), "seed": cfg.seed}
+        train_slice = _slice(cfg.train)
+        if train_slice.get("processes") == 1 and not train_slice.get("accelerate_config"):  # keys as before
+            train_slice = {k: v for k, v in train_slice.items() if k not in ("processes", "accelerate_config")}
+        config = {"adapters": _slice(cfg.adapters), "train": train_slice, "seed": cfg.seed}
         upstream = {"student": student, "data": data}
         # The stage computes into a temp folder that is deleted on failure, so resumable
         # checkpoints live beside it, keyed like the artifact, until the artifact is in place.
         checkpoints = self.cache.path("train", self._key("train", config, upstream)).with_suffix(".ckpt")
 
         def compute(out: Path) -> None:
-            from reasonbridge.training.run import train_student
-            summary = train_student(cfg, self.student_path(student), data.path / "selected.jsonl", out,
-                                    checkpoint_dir=checkpoints)
+            if cfg.train.processes > 1 or cfg.train.accelerate_config:  # several GPUs: `accelerate launch`
+                from reasonbridge.training.distributed import train_launched
+                summary = train_launched(cfg, self.student_path(student), data.path / "selected.jsonl", out,
+                                         checkpoint_dir=checkpoints)
+            else:
+                from reasonbridge.training.run import train_student
+                summary = train_student(cfg, self.student_path(student), data.path / "selected.jsonl", out,
+                                        checkpoint_dir=checkpoints)
             write_json_atomic(out / "train.json", summary)
         result = self._stage("train", config, upstream, compute)
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -308,11 +318,14 @@ class Pipeline:
         return self.result
 
 
-def run_experiment(cfg: DictConfig) -> PipelineResult:
-    """Run the pipeline inside one MLflow run and log what every stage produced."""
+def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineResult:
+    """Run the pipeline inside one MLflow run and log what every stage produced.
+
+    `run_file` (in the job's output folder) records the MLflow run id, so a job requeued
+    after preemption continues the same run instead of opening a second one."""
     import tempfile
 
-    from reasonbridge.tracking.mlflow_run import RunLogger, flatten
+    from reasonbridge.tracking.mlflow_run import RunLogger, flatten, preempted_run
 
     pipeline = Pipeline(cfg)  # validates before any work or any MLflow run
     if not cfg.progress:
@@ -320,14 +333,26 @@ def run_experiment(cfg: DictConfig) -> PipelineResult:
         transformers.utils.logging.disable_progress_bar()
     t = cfg.tracking
     tags = {"row": t.row, **({"table": t.table} if t.table else {}), **dict(t.tags)}
-    logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags)
+    resume = preempted_run(t.uri, run_file) if run_file is not None else None
+    logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags, resume_run_id=resume)
+    if run_file is not None:
+        write_json_atomic(run_file, {"run_id": logger.run_id, "tracking_uri": logger.uri})
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger.log_params(flatten({k: v for k, v in resolved.items() if k not in ("tracking", "paths", "progress")}))
+
+    def mark_preempted() -> None:  # before the requeue: the requeued job continues this run
+        logger.set_tags({"preempted": "true"})
+        logger.finish("KILLED")
+
+    preemption.before_hand_off(mark_preempted)
     try:
         result = pipeline.run()
     except BaseException as e:
-        logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        if not preemption.preempted():
+            logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+    finally:
+        preemption.remove_callback(mark_preempted)
     result.run_id = logger.run_id
     _log_stage_outputs(logger, cfg, result)
     with tempfile.TemporaryDirectory() as tmp:

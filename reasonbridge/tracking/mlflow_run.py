@@ -10,6 +10,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PARAM_BATCH, METRIC_BATCH = 100, 1000
@@ -51,14 +52,48 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The experiment's id, creating it; safe when parallel jobs create it at once."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:  # another job created it between the lookup and the create
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def preempted_run(uri: str | None, run_file: Path) -> str | None:
+    """The run id recorded in `run_file` if that run was preempted (to be continued), else None."""
+    if not run_file.exists():
+        return None
+    import json
+    run_id = json.loads(run_file.read_text()).get("run_id")
+    try:
+        run = MlflowClient(tracking_uri=resolve_tracking_uri(uri)).get_run(run_id)
+    except MlflowException:
+        return None
+    preempted = run.data.tags.get("preempted") == "true" and run.info.status != "FINISHED"
+    return run_id if preempted else None
+
+
 class RunLogger:
     """Thin wrapper over MlflowClient: params/tags/metrics are sent in batches."""
 
-    def __init__(self, uri: str | None, experiment: str, run_name: str, tags: dict[str, str]):
+    def __init__(self, uri: str | None, experiment: str, run_name: str, tags: dict[str, str],
+                 resume_run_id: str | None = None):
         self.uri = resolve_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        if resume_run_id is not None:  # a requeued job continues its preempted run
+            self.run = self.client.get_run(resume_run_id)
+            self.client.update_run(resume_run_id, status="RUNNING")
+            self.client.set_tag(resume_run_id, "resumed", "true")
+            self.run_id, self.experiment_id = resume_run_id, self.run.info.experiment_id
+            return
+        exp_id = ensure_experiment(self.client, experiment)
         self.run = self.client.create_run(exp_id, run_name=run_name, tags={**environment_tags(), **tags})
         self.run_id = self.run.info.run_id
         self.experiment_id = exp_id

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from omegaconf import DictConfig, OmegaConf
 
 from reasonbridge.adapters.hierarchical import attach_hierarchical, load_hierarchical, plan_sites, save_hierarchical
@@ -82,7 +83,8 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
         on_step=on_step,
     )
     model = result.pop("model")
-    save_trained(model, cfg.adapters.name, out / "adapter")
+    if PartialState().is_main_process:  # under `accelerate launch`, rank 0 writes the artifact
+        save_trained(model, cfg.adapters.name, out / "adapter")
     return {**result, "adapters": cfg.adapters.name, "loss": loss, "examples": len(examples),
             "segmented_examples": sum(bool(r.get("segments")) for r in rows) if loss == "hierarchical" else 0,
             "trainable_params": trainable, "total_params": total,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import logging
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -24,6 +26,9 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from reasonbridge import preemption
+
+log = logging.getLogger(__name__)
 IGNORE = -100
 # Per-token segment ids. OTHER = assistant tokens outside every reasoning segment (the end-of-turn
 # token, unlabelled text); they count towards L_out together with the answer span.
@@ -181,16 +186,37 @@ def _set_rng_state(state: dict) -> None:
 CHECKPOINT = "state.pt"
 
 
+def _any_rank_preempted(accelerator) -> bool:
+    """Whether any rank got a preemption signal, agreed by all ranks (they stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return preemption.pending()
+    flag = torch.tensor([1.0 if preemption.pending() else 0.0], device=accelerator.device)
+    if accelerator.reduce(flag, reduction="sum").item() > 0:
+        if not preemption.pending():
+            preemption.request()
+        return True
+    return False
+
+
 def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad_id: int, seed: int,
                     progress: bool = True, desc: str = "train",
                     on_log: Callable[[dict], None] | None = None,
                     on_step: Callable[[int], None] | None = None) -> dict:
     """Train the parameters of `model` that require grad; return the loss history and timings.
 
-    With `settings.checkpoint_dir` and `save_every > 0`, a checkpoint found there is resumed
-    from, and a new one written every `save_every` optimizer steps (the caller deletes the
-    folder once the result is safely stored). `on_step(step)` runs after each optimizer step.
+    With `settings.checkpoint_dir`, a checkpoint found there is resumed from, a new one is
+    written every `save_every` optimizer steps (if > 0) and when a preemption signal arrives
+    (then the job requeues; see `reasonbridge.preemption`); the caller deletes the folder
+    once the result is safely stored. `on_step(step)` runs after each optimizer step.
     """
+    # with a checkpoint folder, a preemption signal waits for the end of the current step
+    with preemption.checkpointable() if settings.checkpoint_dir else nullcontext():
+        return _train(model, examples, settings, pad_id=pad_id, seed=seed, progress=progress, desc=desc,
+                      on_log=on_log, on_step=on_step)
+
+
+def _train(model, examples: list[dict], settings: TrainSettings, *, pad_id: int, seed: int, progress: bool,
+           desc: str, on_log: Callable[[dict], None] | None, on_step: Callable[[int], None] | None) -> dict:
     torch.manual_seed(seed)
     # accelerate keeps one process-wide state; each training run here picks its own precision.
     AcceleratorState._reset_state(reset_partial_state=False)
@@ -214,9 +240,11 @@ def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad
     weights = dict(settings.loss_weights)
 
     state = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "tokens": 0, "elapsed": 0.0, "history": []}
-    ckpt = Path(settings.checkpoint_dir) / CHECKPOINT if settings.checkpoint_dir and settings.save_every else None
+    # a preemption signal checkpoints even when periodic checkpoints are off (save_every = 0)
+    ckpt = Path(settings.checkpoint_dir) / CHECKPOINT if settings.checkpoint_dir else None
     if ckpt is not None and ckpt.exists():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        log.info("resuming %s from the checkpoint at step %d (%s)", desc, saved["state"]["step"], ckpt)
         params = dict(accelerator.unwrap_model(model).named_parameters())
         with torch.no_grad():
             for name, value in saved["trainable"].items():
@@ -276,8 +304,13 @@ def train_causal_lm(model, examples: list[dict], settings: TrainSettings, *, pad
                 if on_log:
                     on_log(record)
                 window = {}
-            if ckpt is not None and step % settings.save_every == 0 and step < total_steps:
+            if ckpt is not None and settings.save_every and step % settings.save_every == 0 and step < total_steps:
                 save_checkpoint()
+            if ckpt is not None and _any_rank_preempted(accelerator) and step < total_steps:
+                save_checkpoint()
+                accelerator.wait_for_everyone()
+                log.warning("%s: checkpoint at step %d saved for the requeued job", desc, step)
+                preemption.hand_off()
             if on_step:
                 on_step(step)
             if step >= total_steps:

@@ -1,0 +1,1 @@
+"""Hydra launchers `hydra/launcher=slurm` and `hydra/launcher=local` (conf/hydra/launcher/)."""
