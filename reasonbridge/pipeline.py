@@ -25,7 +25,7 @@ from reasonbridge.io import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 1, "benchmark": 1, "pool": 2, "traces": 2, "reference": 1, "attempts": 1, "data": 2,
+VERSIONS = {"student": 2, "benchmark": 1, "pool": 2, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
             "train": 2, "eval": 2}
 
 
@@ -104,7 +104,8 @@ class Pipeline:
                                       progress=cfg.progress)
             write_json_atomic(out / "student.json", {"path": "model", "params": info["params"],
                                                      "pretrain_time_s": info["pretrain"]["time_s"],
-                                                     "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"]})
+                                                     "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"],
+                                                     "fact_accuracy": info["fact_accuracy"]})
         return config, compute
 
     def student_path(self, res: StageResult) -> str:
@@ -401,6 +402,8 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
         info = json.loads((stages["student"].path / "student.json").read_text())
         if "params" in info:
             metrics["student/params"] = info["params"]
+        if "fact_accuracy" in info:
+            metrics["student/fact_accuracy"] = info["fact_accuracy"]
     if "train" in stages:
         summary = json.loads((stages["train"].path / "train.json").read_text())
         metrics.update({"train/time_s": summary["time_s"], "train/tokens_per_s": summary["tokens_per_s"],

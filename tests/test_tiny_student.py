@@ -1,24 +1,35 @@
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonbridge.config import PoolConfig, TinyStudentConfig
 from reasonbridge.curation.pool import generate_split
-from reasonbridge.models.tiny import build_tiny_student, fact_sheets, operation_facts, train_tokenizer
+from reasonbridge.models.tiny import (build_tiny_student, fact_accuracy, fact_sheets, operation_facts,
+                                     train_tokenizer)
 from reasonbridge.prompts import chat
 
-MICRO = TinyStudentConfig(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+MICRO = TinyStudentConfig(vocab_size=2400, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
                           max_position_embeddings=256, pretrain_examples=128, fact_sheets=32, pretrain_batch_size=32,
                           tokenizer_corpus=64)
 
 
-def test_tokenizer_reads_numbers_digit_by_digit_and_round_trips():
+def test_tokenizer_reads_every_number_below_1000_as_one_token_and_round_trips():
     problems = generate_split(200, seed=0, split="train", id_prefix="t")
-    tok = train_tokenizer([p["problem"] for p in problems], vocab_size=400)
-    text = "Step 2: 152 / 8 = 19 (each)\nFinal Answer: \\boxed{19}"
+    tok = train_tokenizer([p["problem"] for p in problems], vocab_size=2400)
+    assert len(tok) <= 2400
+    for n in (0, 7, 42, 152, 999):
+        assert len(tok(f"x = {n}", add_special_tokens=False)["input_ids"]) == 3
+        assert len(tok(f"{{{n}}}", add_special_tokens=False)["input_ids"]) == 3
+    text = "Step 2: 152 / 8 = 19 (each)\nFinal Answer: \\boxed{19}; 12345 and 007 split, words never seen: zyxt"
     ids = tok(text)["input_ids"]
     assert tok.decode(ids) == text
     pieces = tok.convert_ids_to_tokens(ids)
-    assert all(len(p.replace("Ġ", "")) <= 1 for p in pieces if any(c.isdigit() for c in p))
+    assert "Ġ123" in pieces and "45" in pieces  # longer numbers: chunks of at most three digits
+
+
+def test_tokenizer_rejects_a_vocabulary_without_room_for_the_numbers():
+    with pytest.raises(ValueError, match="vocab_size=1024 is too small"):
+        train_tokenizer(["a b c"], vocab_size=1024)
 
 
 def test_fact_sheets_hold_single_true_operations_the_suite_uses():
@@ -36,6 +47,7 @@ def test_fact_sheets_hold_single_true_operations_the_suite_uses():
 def test_build_saves_a_loadable_chat_model(tmp_path):
     info = build_tiny_student(MICRO, seed=0, pool_cfg=PoolConfig(), out_dir=tmp_path, progress=False)
     assert info["params"] > 0 and info["pretrain"]["history"]
+    assert 0.0 <= info["fact_accuracy"] <= 1.0
     tok = AutoTokenizer.from_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path)
     prompt = tok.apply_chat_template(chat("What is 2 + 3?"), add_generation_prompt=True, tokenize=False)
@@ -55,3 +67,18 @@ def test_build_is_deterministic(tmp_path):
     wa = AutoModelForCausalLM.from_pretrained(tmp_path / "a").state_dict()
     wb = AutoModelForCausalLM.from_pretrained(tmp_path / "b").state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_fact_accuracy_scores_the_next_token_after_the_equals_sign():
+    problems = generate_split(50, seed=0, split="train", id_prefix="t")
+    tok = train_tokenizer([p["problem"] for p in problems], vocab_size=2400)
+    facts = [(3, "+", 4, 7), (5, "*", 6, 30)]
+
+    class Oracle(torch.nn.Module):  # predicts the right result for the first fact only
+        def forward(self, input_ids, attention_mask, position_ids):
+            logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], len(tok))
+            logits[0, -1, tok.convert_tokens_to_ids("Ġ7")] = 1.0
+            logits[1, -1, tok.convert_tokens_to_ids("Ġ31")] = 1.0
+            return type("Out", (), {"logits": logits})
+
+    assert fact_accuracy(Oracle(), tok, facts) == 0.5
