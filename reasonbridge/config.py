@@ -218,9 +218,27 @@ class InferenceConfig:
 
 @dataclass
 class BenchmarkConfig:
+    """One evaluation benchmark (conf/benchmark/<name>.yaml; formats in reasonbridge/evaluation/benchmarks.py)."""
+
     name: str = "synthetic"
-    size: int = 100
-    difficulties: list[int] = field(default_factory=lambda: [1, 5])
+    size: Optional[int] = 100  # the first `size` problems of the file (synthetic: generated); null = all
+    difficulties: list[int] = field(default_factory=lambda: [1, 5])  # synthetic only
+    # file: a local .jsonl/.json/.csv/.parquet in the public dataset's own format (`path`, read
+    # through `fields`: canonical name -> the file's column); hub: `datasets.load_dataset(hub, hub_config)`
+    source: str = "file"
+    path: Optional[str] = None
+    fields: dict[str, Optional[str]] = field(default_factory=dict)
+    hub: Optional[str] = None
+    hub_config: Optional[str] = None
+    split: str = "test"
+    subsets: Optional[list[str]] = None  # mmlu_stem subjects / bbh tasks to keep; null = the benchmark's default
+    # auto: the benchmark's own checker; or exact | math | integer | choice | bbh | code
+    checker: str = "auto"
+    shuffle_choices: bool = True  # multiple choice: options shuffled with a fixed seed per problem
+    check_workers: int = 2  # worker processes for math-verify (its timeouts need a process's main thread)
+    code_timeout_s: float = 10.0  # humaneval: wall-clock limit of one test run
+    task: Optional[str] = None  # lm_eval: the lm-eval task name (reasonbridge_<benchmark>: a local one)
+    num_fewshot: Optional[int] = None  # lm_eval: null = the task's default
 
 
 @dataclass
@@ -253,6 +271,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    # several benchmarks in one run, e.g. benchmarks=[math500,aime24,gsm8k]: each is read from
+    # conf/benchmark/<name>.yaml (the one selected with `benchmark=` keeps its overrides); [] = `benchmark`
+    benchmarks: list[str] = field(default_factory=list)
+    eval_limit: Optional[int] = None  # at most this many (the first) problems of every benchmark; null = its size
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
@@ -278,7 +300,10 @@ CHOICES = {
     "train.precision": ("auto", "bf16", "fp32"),
     "inference.name": ("none", "budget_forcing", "gii"),
     "inference.backend": ("hf", "vllm"),
-    "benchmark.name": ("synthetic",),
+    "benchmark.name": ("synthetic", "aime24", "math500", "gpqa_diamond", "gsm8k", "mmlu_stem", "bbh", "logiqa",
+                       "humaneval", "lm_eval"),
+    "benchmark.source": ("file", "hub"),
+    "benchmark.checker": ("auto", "exact", "math", "integer", "choice", "bbh", "code"),
 }
 
 
@@ -300,7 +325,24 @@ def validate(cfg: DictConfig) -> None:
         lo_hi = list(OmegaConf.select(cfg, key))
         if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1] <= 5:
             fail(key, "must be [low, high] with 1 <= low <= high <= 5")
-    positive = ["pool.size", "benchmark.size", "train.lr", "train.epochs", "train.batch_size",
+    if cfg.benchmark.size is not None and cfg.benchmark.size <= 0:
+        fail("benchmark.size", "must be > 0 or null (all problems)")
+    if cfg.benchmark.name == "synthetic" and cfg.benchmark.size is None:
+        fail("benchmark.size", "the synthetic benchmark is generated: it needs a size")
+    if cfg.benchmark.name == "lm_eval" and not cfg.benchmark.task:
+        fail("benchmark.task", "benchmark=lm_eval needs an lm-eval task name (e.g. gsm8k, or reasonbridge_math500)")
+    if cfg.benchmark.source == "hub" and not cfg.benchmark.hub:
+        fail("benchmark.hub", "benchmark.source=hub needs a dataset id")
+    for name in cfg.benchmarks:
+        if name not in CHOICES["benchmark.name"]:
+            raise ConfigError(f"invalid config value benchmarks: {name!r} is not one of {list(CHOICES['benchmark.name'])}")
+    if len(set(cfg.benchmarks)) != len(cfg.benchmarks):
+        raise ConfigError(f"invalid config value benchmarks={list(cfg.benchmarks)}: a benchmark is listed twice")
+    if cfg.eval_limit is not None and cfg.eval_limit <= 0:
+        fail("eval_limit", "must be > 0 or null")
+    if cfg.benchmark.check_workers < 1 or cfg.benchmark.code_timeout_s <= 0:
+        fail("benchmark.check_workers" if cfg.benchmark.check_workers < 1 else "benchmark.code_timeout_s", "must be > 0")
+    positive = ["pool.size", "train.lr", "train.epochs", "train.batch_size",
                 "train.grad_accum", "train.max_seq_len", "inference.max_new_tokens",
                 "inference.batch_size", "pool.max_operand", "adapters.match_r", "pool.decontam_ngram",
                 "data.reference_max_new_tokens", "data.reference_batch_size"]
