@@ -46,6 +46,10 @@ class Pipeline:
         self.cfg = cfg
         self.cache = StageCache(Path(cfg.paths.cache_dir), force=set(cfg.force))
         self.result = PipelineResult()
+        from reasonbridge.evaluation.benchmarks import resolve_path
+        for bcfg in self.benchmark_configs():  # a missing benchmark file fails before any work
+            if bcfg.name not in ("synthetic", "lm_eval") and bcfg.source == "file":
+                resolve_path(bcfg)
 
     # -- helpers -----------------------------------------------------------------------
     def _key(self, name: str, config, upstream: dict[str, StageResult]) -> str:

@@ -1,0 +1,101 @@
+"""Several benchmarks in one run, resumable evaluation, and lm-eval, on the micro config."""
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from reasonbridge.config import ConfigError
+from reasonbridge.io import DataError, read_jsonl
+from reasonbridge.pipeline import run_experiment
+from tests.conftest import ROOT
+
+BENCH = (ROOT / ".." / "shared" / "benchmarks").resolve()
+
+
+@pytest.fixture(autouse=True)
+def benchmark_dir(monkeypatch):
+    monkeypatch.setenv("REASONBRIDGE_BENCHMARKS", str(BENCH))
+
+
+def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_path):
+    result = run_experiment(micro_cfg("adapters=none", "benchmarks=[synthetic,gsm8k,aime24]", "eval_limit=3"))
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(result.run_id)
+    m = run.data.metrics
+    for name in ("synthetic", "gsm8k", "aime24"):
+        assert m[f"n/{name}"] == 3 and 0 <= m[f"acc/{name}"] <= 1 and m[f"gen_tokens/{name}"] > 0
+        assert f"eval/{name}" in result.stages and f"benchmark/{name}" in result.stages
+    preds = read_jsonl(client.download_artifacts(result.run_id, "predictions/gsm8k.jsonl", str(tmp_path)))
+    assert [p["gold"] for p in preds] == ["18", "3", "70000"]
+    assert {p["checker"] for p in preds} == {"math"}
+    assert set(preds[0]) >= {"id", "prompt", "output", "extracted", "gold", "correct", "checker", "reason", "tokens",
+                             "interventions"}
+    aime = read_jsonl(client.download_artifacts(result.run_id, "predictions/aime24.jsonl", str(tmp_path)))
+    assert {p["checker"] for p in aime} == {"integer"}
+    # the pool is decontaminated against every evaluated benchmark
+    manifest = json.loads((result.stages["pool"].path / "stage.json").read_text())
+    assert set(manifest["upstream"]) == {"benchmark/synthetic", "benchmark/gsm8k", "benchmark/aime24"}
+
+
+def test_killed_evaluation_resumes_without_rejudging(micro_cfg, mlflow_uri, monkeypatch):
+    import reasonbridge.evaluation.evaluate as ev
+
+    cfg = micro_cfg("adapters=none", "benchmark=math500", "benchmark.size=8", "inference.batch_size=1", "seed=3")
+    generated: list[int] = []
+    real = ev._generate
+
+    def dies_on_second_chunk(model, tokenizer, prompts, *a, **k):
+        if generated:  # the first chunk (4 problems) was judged and saved; die in the second
+            raise KeyboardInterrupt
+        generated.append(len(prompts))
+        return real(model, tokenizer, prompts, *a, **k)
+
+    monkeypatch.setattr(ev, "_generate", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg)
+    assert generated == [4]
+
+    def counting(model, tokenizer, prompts, *a, **k):
+        generated.append(len(prompts))
+        return real(model, tokenizer, prompts, *a, **k)
+
+    monkeypatch.setattr(ev, "_generate", counting)
+    resumed = run_experiment(cfg)
+    assert generated == [4, 4]  # only the four problems not judged before the kill
+    preds = read_jsonl(resumed.stages["eval"].path / "predictions" / "math500.jsonl")
+    assert len({p["id"] for p in preds}) == 8 and resumed.metrics["n/math500"] == 8
+    assert not list(resumed.stages["eval"].path.parent.glob("*.partial.jsonl"))  # cleaned up once complete
+
+    generated.clear()
+    fresh = run_experiment(micro_cfg("adapters=none", "benchmark=math500", "benchmark.size=8", "seed=3",
+                                     "inference.batch_size=8"))
+    assert [p["output"] for p in read_jsonl(fresh.stages["eval"].path / "predictions" / "math500.jsonl")] == \
+        [p["output"] for p in preds]  # the resumed run's predictions are what an uninterrupted run writes
+
+
+def test_lm_eval_runs_a_local_task_with_the_harness_model(micro_cfg, mlflow_uri, tmp_path):
+    native = run_experiment(micro_cfg("adapters=none", "benchmark=gsm8k", "eval_limit=3"))
+    result = run_experiment(micro_cfg("adapters=none", "benchmark=lm_eval", "benchmark.task=reasonbridge_gsm8k",
+                                      "eval_limit=3"))
+    m = result.metrics
+    label = "lm_eval/reasonbridge_gsm8k"
+    assert m[f"n/{label}"] == 3 and m[f"acc/{label}"] == m[f"{label}/acc/none"]
+    preds = read_jsonl(result.stages["eval"].path / "predictions" / f"{label}.jsonl")
+    ours = read_jsonl(native.stages["eval"].path / "predictions" / "gsm8k.jsonl")
+    # lm-eval sends the same chat-templated prompt; greedy decoding gives the same output and verdict
+    assert [p["prompt"] for p in preds] == [p["prompt"] for p in ours]
+    assert [(p["output"], p["correct"], p["checker"]) for p in preds] == [(p["output"], p["correct"], p["checker"])
+                                                                          for p in ours]
+    assert m[f"acc/{label}"] == native.metrics["acc/gsm8k"]
+    client = MlflowClient(mlflow_uri)
+    arts = [a.path for a in client.list_artifacts(result.run_id, "predictions/lm_eval")]
+    assert arts == ["predictions/lm_eval/reasonbridge_gsm8k.jsonl"]
+
+
+def test_bad_benchmark_settings_fail_before_work(micro_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="benchmarks"):
+        run_experiment(micro_cfg("benchmarks=[synthetic,imagenet]"))
+    with pytest.raises(ConfigError, match="benchmark.task"):
+        run_experiment(micro_cfg("benchmark=lm_eval", "benchmark.task=null"))
+    with pytest.raises(DataError, match=r"benchmark math500: .*nope\.jsonl does not exist.*benchmark\.path"):
+        run_experiment(micro_cfg("benchmark=math500", f"benchmark.path={tmp_path / 'nope.jsonl'}"))
