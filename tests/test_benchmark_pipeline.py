@@ -99,3 +99,49 @@ def test_bad_benchmark_settings_fail_before_work(micro_cfg, tmp_path):
         run_experiment(micro_cfg("benchmark=lm_eval", "benchmark.task=null"))
     with pytest.raises(DataError, match=r"benchmark math500: .*nope\.jsonl does not exist.*benchmark\.path"):
         run_experiment(micro_cfg("benchmark=math500", f"benchmark.path={tmp_path / 'nope.jsonl'}"))
+
+
+def test_served_model_is_evaluated_through_an_openai_compatible_endpoint(micro_cfg, mlflow_uri):
+    """model=api against a local stand-in server that knows two of three GSM8K answers."""
+    import http.server
+    import threading
+
+    from reasonbridge.evaluation.benchmarks import gsm8k_gold
+
+    rows = [json.loads(line) for line in (BENCH / "gsm8k_test.jsonl").read_text().splitlines()[:3]]
+    known = {r["question"]: gsm8k_gold(r["answer"]) for r in rows[:2]}
+    seen: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            question = body["messages"][-1]["content"].split("\n")[0]
+            text = f"Let me add it up.\nFinal Answer: \\boxed{{{known[question]}}}" if question in known else "Hmm."
+            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                                "usage": {"prompt_tokens": 50, "completion_tokens": 12}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ConfigError, match="adapters"):
+            run_experiment(micro_cfg("model=api", "model.base_url=http://x/v1", "model.api_model=m"))
+        result = run_experiment(micro_cfg("model=api", f"model.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1",
+                                          "model.api_model=stand-in", "adapters=none", "benchmark=gsm8k",
+                                          "eval_limit=3"))
+    finally:
+        httpd.shutdown()
+    m = result.metrics
+    assert m["acc/gsm8k"] == pytest.approx(2 / 3) and m["n/gsm8k"] == 3 and m["gen_tokens/gsm8k"] == 12
+    assert len(seen) == 3 and {b["model"] for b in seen} == {"stand-in"}
+    assert seen[0]["max_tokens"] == 48  # the micro preset's inference.max_new_tokens
+    preds = read_jsonl(result.stages["eval"].path / "predictions" / "gsm8k.jsonl")
+    assert [p["reason"] for p in preds][2] == "no answer extracted"

@@ -54,6 +54,9 @@ def _wrap_gold(gold: str) -> str:
     return gold if "\\boxed" in gold or gold.startswith("$") else f"${gold}$"
 
 
+_TAIL_CHARS = 500
+
+
 def verify_math(prediction: str, gold: str) -> tuple[bool, str | None, str]:
     """(correct, extracted, reason) with math-verify; call it in a process's main thread."""
     from math_verify import parse, verify
@@ -62,7 +65,14 @@ def verify_math(prediction: str, gold: str) -> tuple[bool, str | None, str]:
         gold_parsed = parse(_wrap_gold(_strip_thousands(gold)))
         if not gold_parsed:
             return False, None, f"gold {gold!r} does not parse"
-        pred_parsed = parse(_strip_thousands(prediction))
+        # math-verify prefers the last \boxed{} anyway; handing it just that box spares it a scan
+        # of the whole reasoning for other candidate expressions (the bulk of its time)
+        # (without a box, the answer is stated at the end: its last lines suffice)
+        boxed = extract_boxed(prediction)
+        tail = prediction[-_TAIL_CHARS:]
+        pred_parsed = parse(_strip_thousands(f"\\boxed{{{boxed}}}" if boxed else tail))
+        if not pred_parsed and boxed:
+            pred_parsed = parse(_strip_thousands(tail))
         if not pred_parsed:
             return False, None, NO_ANSWER
         extracted = str(pred_parsed[-1] if isinstance(pred_parsed[-1], str) else pred_parsed[0])
@@ -76,6 +86,10 @@ def _verify_pair(pair: tuple[str, str]) -> tuple[bool, str | None, str]:
     return verify_math(*pair)
 
 
+def _import_math_verify() -> None:
+    import math_verify  # noqa: F401  (workers import it while the model still generates)
+
+
 class MathVerifier:
     """A small process pool for math-verify; a verification stuck past ``timeout_s`` is wrong
     ("verification timed out") and its pool is replaced."""
@@ -87,8 +101,12 @@ class MathVerifier:
     def _get_pool(self):
         if self._pool is None:
             # spawn: the parent holds torch's threads; a forked child could inherit a held lock
-            self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            self._pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_import_math_verify)
         return self._pool
+
+    def start(self) -> None:
+        """Start the workers now (they warm up in the background)."""
+        self._get_pool()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -284,6 +302,8 @@ class Checker:
         self._math = MathVerifier(workers) if name == "math" else None
 
     def __enter__(self) -> "Checker":
+        if self._math is not None:
+            self._math.start()
         return self
 
     def __exit__(self, *exc) -> None:

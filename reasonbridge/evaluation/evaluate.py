@@ -63,7 +63,9 @@ def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inferenc
     """
     n_samples = inference.num_samples
     suffix = inference.think_start or ""
-    prompts = [tokenizer.apply_chat_template(chat(p["problem"], instruction=instruction), add_generation_prompt=True,
+    api = getattr(model, "is_api", False)  # a served model (model=api) takes the chat messages
+    prompts = [json.dumps(chat(p["problem"], instruction=instruction), ensure_ascii=False) if api else
+               tokenizer.apply_chat_template(chat(p["problem"], instruction=instruction), add_generation_prompt=True,
                                              tokenize=False) + suffix for p in problems]
     expanded = [(p, prompt, s) for p, prompt in zip(problems, prompts) for s in range(n_samples)]
     done = _read_partial(resume_path)
@@ -74,8 +76,11 @@ def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inferenc
     with Checker(checker, workers=check_workers, code_timeout_s=code_timeout_s) as judge:
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            outputs = _generate(model, tokenizer, [e[1] for e in part], [e[0]["problem"] for e in part], inference,
-                                seed=seed + start, progress=progress, desc=f"evaluate {benchmark}")
+            if api:
+                outputs = model.generate([json.loads(e[1]) for e in part])
+            else:
+                outputs = _generate(model, tokenizer, [e[1] for e in part], [e[0]["problem"] for e in part],
+                                    inference, seed=seed + start, progress=progress, desc=f"evaluate {benchmark}")
             verdicts = judge.check([o["output"] for o in outputs], [e[0] for e in part])
             records = [_record(p, prompt, sample, out, v) for (p, prompt, sample), out, v in zip(part, outputs, verdicts)]
             for r in records:
