@@ -17,13 +17,14 @@ STRATEGIES = ("none", "budget_forcing", "gii")
 
 
 @pytest.mark.slow
-def test_smollm2_on_gsm8k_and_math500_with_every_strategy(shared_cache, mlflow_uri, monkeypatch, tmp_path):
+def test_smollm2_on_gsm8k_and_math500_with_every_strategy(smollm_folder, shared_cache, mlflow_uri, monkeypatch,
+                                                          tmp_path):
     monkeypatch.setenv("REASONBRIDGE_BENCHMARKS", str(BENCH))
     client = MlflowClient(mlflow_uri)
     summary = {}
     for strategy in STRATEGIES:
         start = time.perf_counter()
-        # one student stage (the GGUF conversion) in the session cache serves every strategy
+        # one student stage (the GGUF conversion, `smollm_folder`) in the session cache serves every strategy
         cfg = compose_config(["model=smollm2_135m", "adapters=none", "benchmarks=[gsm8k,math500]", "eval_limit=10",
                               f"inference={strategy}", "inference.max_new_tokens=256", "pool.size=16",
                               f"paths.cache_dir={shared_cache}", "progress=false", "tracking.experiment=smollm2"])
@@ -37,6 +38,7 @@ def test_smollm2_on_gsm8k_and_math500_with_every_strategy(shared_cache, mlflow_u
             assert len(preds) == 10 and {p["checker"] for p in preds} == {"math"}
             assert all(p["prompt"].startswith("<|im_start|>") for p in preds)  # SmolLM2's own chat template
             assert all(p["reason"] for p in preds)
+            assert result.stages["student"].hit  # converted once per session
             assert m[f"acc/{bench}"] == sum(p["correct"] for p in preds) / 10
             if strategy != "none":
                 assert f"interventions/{bench}" in m

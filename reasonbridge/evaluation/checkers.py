@@ -148,8 +148,12 @@ def check_integer(output: str, gold: str) -> Verdict:
     if not m:
         return Verdict(False, extracted, "integer", f"{extracted!r} is not an integer")
     value = int(float(m[0]))
-    ok = value == int(gold)
-    return Verdict(ok, str(value), "integer", f"{value} {'==' if ok else '!='} {int(gold)}")
+    try:
+        target = int(str(gold).strip())
+    except ValueError:
+        return Verdict(False, str(value), "integer", f"gold {gold!r} is not an integer")
+    ok = value == target
+    return Verdict(ok, str(value), "integer", f"{value} {'==' if ok else '!='} {target}")
 
 
 # -- multiple choice -----------------------------------------------------------------------

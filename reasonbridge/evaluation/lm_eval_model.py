@@ -191,7 +191,7 @@ def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, pro
     from lm_eval.tasks import TaskManager
 
     from reasonbridge.evaluation.benchmarks import checker_of, spec_of
-    from reasonbridge.io import read_jsonl
+    from reasonbridge.io import DataError, read_jsonl
 
     task = bcfg.task
     include = None
@@ -202,7 +202,7 @@ def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, pro
     # a local task needs none of lm-eval's ~200 built-in task folders (indexing them takes seconds)
     manager = TaskManager(include_path=str(include) if include else None, include_defaults=include is None)
     if task not in manager.all_tasks:
-        raise ValueError(f"benchmark.task={task!r} is not an lm-eval task (nor reasonbridge_<benchmark>); "
+        raise DataError(f"benchmark.task={task!r} is not an lm-eval task (nor reasonbridge_<benchmark>); "
                          "`lm_eval ls tasks` lists them")
     lm = ReasonBridgeLM(model, tokenizer, inference, seed=seed, progress=progress)
     VERDICTS.clear()
@@ -213,7 +213,7 @@ def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, pro
                                           fewshot_random_seed=seed, bootstrap_iters=0)
     except Exception as e:
         if "Couldn't reach" in str(e) or "offline" in str(e).lower() or "ConnectionError" in type(e).__name__:
-            raise RuntimeError(f"lm-eval task {task!r} needs its dataset from the hub, which is unreachable; "
+            raise DataError(f"lm-eval task {task!r} needs its dataset from the hub, which is unreachable; "
                                f"use a local task ({LOCAL_PREFIX}<benchmark>) offline") from e
         raise
     finally:
