@@ -156,7 +156,10 @@ class Pipeline:
             config.update(benchmark={"name": "lm_eval", "task": bcfg.task, "size": bcfg.size,
                                      "num_fewshot": bcfg.num_fewshot})
             local = self._local_lm_eval_benchmark(bcfg)
-            if local is not None:
+            if local is not None and local.name == "synthetic":
+                config["local"] = {"benchmark": {k: _slice(local)[k] for k in ("name", "size", "difficulties")},
+                                   "suite": self._suite()}
+            elif local is not None:
                 config["local"] = self._benchmark_source_key(local, keep)
         else:
             config.update(self._benchmark_source_key(bcfg, keep))

@@ -145,3 +145,20 @@ def test_served_model_is_evaluated_through_an_openai_compatible_endpoint(micro_c
     assert seen[0]["max_tokens"] == 48  # the micro preset's inference.max_new_tokens
     preds = read_jsonl(result.stages["eval"].path / "predictions" / "gsm8k.jsonl")
     assert [p["reason"] for p in preds][2] == "no answer extracted"
+
+
+def test_exported_local_tasks_load_in_lm_eval(tmp_path):
+    """`python -m reasonbridge.evaluation.lm_eval_model --out DIR aime24` writes a task lm-eval can load offline."""
+    from lm_eval.tasks import TaskManager
+
+    from reasonbridge.evaluation.lm_eval_model import main as export
+
+    assert export(["--out", str(tmp_path), "--limit", "5", "aime24"]) == 0
+    manager = TaskManager(include_path=str(tmp_path), include_defaults=False)
+    assert "reasonbridge_aime24" in manager.all_tasks
+    task = manager.load_task_or_group(["reasonbridge_aime24"])["reasonbridge_aime24"]
+    docs = list(task.test_docs())
+    assert len(docs) == 5 and docs[0]["answer"] == "204"
+    assert task.doc_to_text(docs[0]).endswith("Put the final answer in \\boxed{}.")
+    assert task.process_results(docs[0], ["so \\boxed{204}"]) == {"acc": 1.0}
+    assert task.process_results(docs[0], ["no idea"]) == {"acc": 0.0}
