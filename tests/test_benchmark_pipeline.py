@@ -162,3 +162,34 @@ def test_exported_local_tasks_load_in_lm_eval(tmp_path):
     assert task.doc_to_text(docs[0]).endswith("Put the final answer in \\boxed{}.")
     assert task.process_results(docs[0], ["so \\boxed{204}"]) == {"acc": 1.0}
     assert task.process_results(docs[0], ["no idea"]) == {"acc": 0.0}
+
+
+def test_lm_eval_model_scores_loglikelihoods(micro_cfg):
+    """The loglikelihood requests of multiple-choice lm-eval tasks, against a direct forward pass."""
+    import torch
+    from lm_eval.api.instance import Instance
+
+    from reasonbridge.evaluation.lm_eval_model import ReasonBridgeLM
+    from reasonbridge.models.loading import load_model
+    from reasonbridge.pipeline import Pipeline
+
+    cfg = micro_cfg("adapters=none")
+    pipeline = Pipeline(cfg)
+    model, tokenizer = load_model(pipeline.student_path(pipeline.student()))
+    lm = ReasonBridgeLM(model, tokenizer, cfg.inference)
+    context, continuation = "What is 2 + 3?", " 5"
+
+    def request(kind, args):
+        return Instance(request_type=kind, doc={}, arguments=args, idx=0)
+
+    (logp, greedy), = lm.loglikelihood([request("loglikelihood", (context, continuation))])
+    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
+    cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+    expected = sum(logits[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+    assert logp == pytest.approx(expected, abs=1e-4) and logp < 0
+    assert greedy == all(logits[len(ctx) - 1 + i].argmax().item() == t for i, t in enumerate(cont))
+    (rolling,) = lm.loglikelihood_rolling([request("loglikelihood_rolling", (context + continuation,))])
+    assert rolling < 0 and rolling == pytest.approx(lm.loglikelihood([request("loglikelihood", ("", context + continuation))])[0][0],
+                                                    abs=1e-4)
