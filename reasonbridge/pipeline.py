@@ -350,44 +350,81 @@ class Pipeline:
         shutil.rmtree(checkpoints, ignore_errors=True)
         return result
 
-    def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult,
-                 bcfg=None) -> StageResult:
-        cfg = self.cfg
-        bcfg = bcfg if bcfg is not None else cfg.benchmark
-        label = self.benchmark_label(bcfg)
-        if bcfg.name == "lm_eval":
-            return self._evaluate_lm_eval(student, trained, bench, bcfg, label)
+    def _eval_spec(self, student: StageResult, trained: StageResult | None, bench: StageResult, bcfg) -> dict:
+        """What an eval stage is keyed on, and where its judged predictions wait until it completes."""
         from reasonbridge.evaluation.benchmarks import checker_of, spec_of
+        cfg = self.cfg
+        label = self.benchmark_label(bcfg)
         checker, instruction = checker_of(bcfg), spec_of(bcfg.name).instruction
         config = {"inference": _slice(cfg.inference), "benchmark": label, "checker": checker,
                   "instruction": instruction, "seed": cfg.seed}
         if checker == "code":
             config["code_timeout_s"] = bcfg.code_timeout_s
         upstream = {"model": trained or student, "benchmark": bench}
+        key = self._key("eval", config, upstream)
         # judged predictions survive a kill beside the artifact, keyed like it, until it is in place
-        partial = self.cache.path("eval", self._key("eval", config, upstream)).with_suffix(".partial.jsonl")
-        if {"eval", "all"} & set(cfg.force):
+        partial = self.cache.path("eval", key).with_suffix(".partial.jsonl")
+        return {"label": label, "checker": checker, "instruction": instruction, "config": config,
+                "upstream": upstream, "key": key, "partial": partial}
+
+    def _load_eval_model(self, student: StageResult, trained: StageResult | None):
+        cfg = self.cfg
+        if cfg.model.source == "api":
+            from reasonbridge.models.api import ApiModel
+            return ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
+        from reasonbridge.training.run import load_trained
+        return load_trained(self.student_path(student), trained.path if trained else None, cfg.model.dtype)
+
+    def _evaluate_jointly(self, student: StageResult, trained: StageResult | None,
+                          evals: list[tuple]) -> None:
+        """Generate for every benchmark whose eval stage is not cached in one pass (shared batches),
+        leaving judged predictions where each eval stage resumes from."""
+        from reasonbridge.evaluation.evaluate import EvalJob, evaluate_many
+        cfg = self.cfg
+        forced = bool({"eval", "all"} & set(cfg.force))
+        jobs = []
+        for bcfg, bench in evals:
+            if bcfg.name == "lm_eval":
+                continue
+            spec = self._eval_spec(student, trained, bench, bcfg)
+            if self.cache.exists("eval", spec["key"]) and not forced:
+                continue
+            if forced:
+                spec["partial"].unlink(missing_ok=True)
+            spec["partial"].parent.mkdir(parents=True, exist_ok=True)
+            jobs.append(EvalJob(spec["label"], read_jsonl(bench.path / "problems.jsonl"), spec["checker"],
+                                spec["instruction"], bcfg.code_timeout_s, spec["partial"]))
+        if len(jobs) < 2:
+            return
+        model, tokenizer = self._load_eval_model(student, trained)
+        evaluate_many(model, tokenizer, jobs, inference=cfg.inference, seed=cfg.seed, progress=cfg.progress,
+                      check_workers=max(b.check_workers for b, _ in evals))
+        self._joint_done = True  # the eval stages now only collect what was judged
+
+    def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult,
+                 bcfg=None) -> StageResult:
+        cfg = self.cfg
+        bcfg = bcfg if bcfg is not None else cfg.benchmark
+        if bcfg.name == "lm_eval":
+            return self._evaluate_lm_eval(student, trained, bench, bcfg, self.benchmark_label(bcfg))
+        spec = self._eval_spec(student, trained, bench, bcfg)
+        label, partial = spec["label"], spec["partial"]
+        if {"eval", "all"} & set(cfg.force) and not getattr(self, "_joint_done", False):
             partial.unlink(missing_ok=True)
 
         def compute(out: Path) -> None:
             from reasonbridge.evaluation.evaluate import evaluate
-            if cfg.model.source == "api":
-                from reasonbridge.models.api import ApiModel
-                model, tokenizer = ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
-            else:
-                from reasonbridge.training.run import load_trained
-                model, tokenizer = load_trained(self.student_path(student), trained.path if trained else None,
-                                                cfg.model.dtype)
+            model, tokenizer = self._load_eval_model(student, trained)
             partial.parent.mkdir(parents=True, exist_ok=True)
             predictions, metrics = evaluate(model, tokenizer, read_jsonl(bench.path / "problems.jsonl"),
                                             benchmark=label, inference=cfg.inference, seed=cfg.seed,
-                                            progress=cfg.progress, checker=checker, instruction=instruction,
-                                            check_workers=bcfg.check_workers, code_timeout_s=bcfg.code_timeout_s,
-                                            resume_path=partial)
+                                            progress=cfg.progress, checker=spec["checker"],
+                                            instruction=spec["instruction"], check_workers=bcfg.check_workers,
+                                            code_timeout_s=bcfg.code_timeout_s, resume_path=partial)
             (out / "predictions").mkdir()
             write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)
-        result = self._stage("eval", config, upstream, compute, label=self._labels("eval", bcfg))
+        result = self._stage("eval", spec["config"], spec["upstream"], compute, label=self._labels("eval", bcfg))
         partial.unlink(missing_ok=True)
         return result
 
@@ -435,7 +472,9 @@ class Pipeline:
         trained = None if self.cfg.adapters.name == "none" else self.train(student, data)
         if self._stop("train"):
             return self.result
-        for bcfg, bench in zip(bcfgs, benches.values()):
+        evals = list(zip(bcfgs, benches.values()))
+        self._evaluate_jointly(student, trained, evals)
+        for bcfg, bench in evals:
             ev = self.evaluate(student, trained, bench, bcfg)
             self.result.metrics.update(json.loads((ev.path / "metrics.json").read_text()))
         return self.result

@@ -17,8 +17,19 @@ def benchmark_dir(monkeypatch):
     monkeypatch.setenv("REASONBRIDGE_BENCHMARKS", str(BENCH))
 
 
-def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_path):
+def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_path, monkeypatch):
+    import reasonbridge.evaluation.evaluate as ev
+
+    batches: list[int] = []
+    real = ev._generate
+
+    def counting(model, tokenizer, prompts, *a, **k):
+        batches.append(len(prompts))
+        return real(model, tokenizer, prompts, *a, **k)
+
+    monkeypatch.setattr(ev, "_generate", counting)
     result = run_experiment(micro_cfg("adapters=none", "benchmarks=[synthetic,gsm8k,aime24]", "eval_limit=3"))
+    assert batches == [9]  # the three benchmarks generated in one pass
     client = MlflowClient(mlflow_uri)
     run = client.get_run(result.run_id)
     m = run.data.metrics
@@ -35,6 +46,8 @@ def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_p
     # the pool is decontaminated against every evaluated benchmark
     manifest = json.loads((result.stages["pool"].path / "stage.json").read_text())
     assert set(manifest["upstream"]) == {"benchmark/synthetic", "benchmark/gsm8k", "benchmark/aime24"}
+    again = run_experiment(micro_cfg("adapters=none", "benchmarks=[synthetic,gsm8k,aime24]", "eval_limit=3"))
+    assert batches == [9] and all(s.hit for s in again.stages.values()) and again.metrics == result.metrics
 
 
 def test_killed_evaluation_resumes_without_rejudging(micro_cfg, mlflow_uri, monkeypatch):
