@@ -46,6 +46,8 @@ class Pipeline:
         self.cfg = cfg
         self.cache = StageCache(Path(cfg.paths.cache_dir), force=set(cfg.force))
         self.result = PipelineResult()
+        self._eval_model: tuple | None = None  # (model, tokenizer), loaded by the first evaluation
+        self._joint_done = False  # every pending benchmark was generated and judged in one pass
         from reasonbridge.evaluation.benchmarks import resolve_path
         for bcfg in self.benchmark_configs():  # a missing benchmark file fails before any work
             if bcfg.name not in ("synthetic", "lm_eval") and bcfg.source == "file":
@@ -368,12 +370,17 @@ class Pipeline:
                 "upstream": upstream, "key": key, "partial": partial}
 
     def _load_eval_model(self, student: StageResult, trained: StageResult | None):
+        """The evaluated model, loaded once per run (every benchmark's eval stage shares it)."""
         cfg = self.cfg
-        if cfg.model.source == "api":
-            from reasonbridge.models.api import ApiModel
-            return ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
-        from reasonbridge.training.run import load_trained
-        return load_trained(self.student_path(student), trained.path if trained else None, cfg.model.dtype)
+        if self._eval_model is None:
+            if cfg.model.source == "api":
+                from reasonbridge.models.api import ApiModel
+                self._eval_model = ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
+            else:
+                from reasonbridge.training.run import load_trained
+                self._eval_model = load_trained(self.student_path(student), trained.path if trained else None,
+                                                cfg.model.dtype)
+        return self._eval_model
 
     def _evaluate_jointly(self, student: StageResult, trained: StageResult | None,
                           evals: list[tuple]) -> None:
@@ -409,7 +416,7 @@ class Pipeline:
             return self._evaluate_lm_eval(student, trained, bench, bcfg, self.benchmark_label(bcfg))
         spec = self._eval_spec(student, trained, bench, bcfg)
         label, partial = spec["label"], spec["partial"]
-        if {"eval", "all"} & set(cfg.force) and not getattr(self, "_joint_done", False):
+        if {"eval", "all"} & set(cfg.force) and not self._joint_done:
             partial.unlink(missing_ok=True)
 
         def compute(out: Path) -> None:
@@ -438,9 +445,7 @@ class Pipeline:
 
         def compute(out: Path) -> None:
             from reasonbridge.evaluation.lm_eval_model import run_lm_eval
-            from reasonbridge.training.run import load_trained
-            model, tokenizer = load_trained(self.student_path(student), trained.path if trained else None,
-                                            cfg.model.dtype)
+            model, tokenizer = self._load_eval_model(student, trained)
             local = self._local_lm_eval_benchmark(bcfg)
             predictions, metrics = run_lm_eval(model, tokenizer, bcfg, cfg.inference, label=label, seed=cfg.seed,
                                                problems_file=bench.path / "problems.jsonl" if local else None,
