@@ -6,7 +6,8 @@
   integer  AIME: the answer as an integer ("025" = 25)
   choice   multiple choice: the option letter, extracted robustly
   bbh      BIG-Bench Hard: exact match after BBH's normalisation
-  code     HumanEval: the completion runs against the tests in a sandboxed subprocess
+  code     HumanEval: the completion runs against the tests in a fresh interpreter with a timeout,
+           memory/CPU/file-size limits and no sockets or subprocesses
 
 An output without an answer is wrong with the reason "no answer extracted"; nothing a model
 writes makes a checker raise.
@@ -14,7 +15,6 @@ writes makes a checker raise.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import re
 import subprocess
 import sys
@@ -226,16 +226,26 @@ def check_bbh(output: str, gold: str) -> Verdict:
 # -- code (HumanEval) ----------------------------------------------------------------------
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
 
-# Prepended to every program: no sockets, no subprocesses (the namespace sandbox below is not
-# available everywhere, so this guard always applies).
+# Prepended to every program: resource limits, then no sockets and no subprocesses. Set inside
+# the child rather than in a preexec_fn, which is unsafe in a process that runs threads.
 _GUARD = """\
+import resource as _r
+for _lim, _val in (({as_}, {memory}), ({cpu}, {cpu_s}), ({fsize}, {fsize_bytes}), ({core}, 0)):
+    _r.setrlimit(_lim, (_val, _val))
 import socket as _s, subprocess as _sp, os as _os
 def _blocked(*a, **k):
     raise PermissionError("network and subprocesses are disabled in the HumanEval sandbox")
 _s.socket = _blocked; _s.create_connection = _blocked; _sp.Popen = _blocked
 _os.system = _blocked; _os.fork = _blocked
-del _s, _sp, _os
+del _r, _s, _sp, _os, _lim, _val
 """
+
+
+def _guard(memory_mb: int, cpu_s: int) -> str:
+    import resource
+    return _GUARD.format(as_=int(resource.RLIMIT_AS), memory=memory_mb << 20, cpu=int(resource.RLIMIT_CPU),
+                         cpu_s=cpu_s, fsize=int(resource.RLIMIT_FSIZE), fsize_bytes=16 << 20,
+                         core=int(resource.RLIMIT_CORE))
 
 
 def extract_code(output: str) -> str | None:
@@ -244,7 +254,8 @@ def extract_code(output: str) -> str | None:
     return code if code.strip() else None
 
 
-def build_program(prompt: str, completion: str, tests: str, entry_point: str) -> str:
+def build_program(prompt: str, completion: str, tests: str, entry_point: str, *, memory_mb: int = 1024,
+                  cpu_s: int = 11) -> str:
     """A complete function from the model (with `def entry_point`) replaces the prompt's stub,
     keeping the prompt's imports; anything else continues the prompt."""
     if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", completion, re.MULTILINE):
@@ -252,32 +263,19 @@ def build_program(prompt: str, completion: str, tests: str, entry_point: str) ->
         body = f"{imports}\n{completion}"
     else:
         body = prompt + completion
-    return f"{_GUARD}\n{body}\n\n{tests}\n\ncheck({entry_point})\n"
+    return f"{_guard(memory_mb, cpu_s)}\n{body}\n\n{tests}\n\ncheck({entry_point})\n"
 
 
-def _limit_resources(memory_mb: int, cpu_s: int) -> None:
-    import resource
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    try:  # a private network namespace (no interfaces at all) where user namespaces are allowed
-        os.unshare(os.CLONE_NEWUSER | os.CLONE_NEWNET)
-    except (AttributeError, OSError):
-        pass
-    os.setsid()
-
-
-def run_program(program: str, *, timeout_s: float = 10.0, memory_mb: int = 1024) -> tuple[bool, str]:
-    """(passed, reason) for a Python program run in a fresh, resource-limited interpreter."""
+def run_program(program: str, *, timeout_s: float = 10.0) -> tuple[bool, str]:
+    """(passed, reason) for a Python program (resource limits in its own prelude) run in a fresh
+    isolated interpreter, in an empty temporary folder, with a minimal environment."""
     with tempfile.TemporaryDirectory(prefix="reasonbridge-code-") as tmp:
         script = Path(tmp) / "program.py"
         script.write_text(program)
         env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
         try:
             proc = subprocess.run([sys.executable, "-I", str(script)], cwd=tmp, env=env, capture_output=True,
-                                  text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-                                  preexec_fn=lambda: _limit_resources(memory_mb, int(timeout_s) + 1))
+                                  text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             return False, f"timed out after {timeout_s:g}s"
     if proc.returncode == 0:
@@ -290,7 +288,8 @@ def check_code(output: str, prompt: str, tests: str, entry_point: str, *, timeou
     code = extract_code(output)
     if code is None:
         return Verdict(False, None, "code", NO_ANSWER)
-    passed, reason = run_program(build_program(prompt, code, tests, entry_point), timeout_s=timeout_s)
+    program = build_program(prompt, code, tests, entry_point, cpu_s=int(timeout_s) + 1)
+    passed, reason = run_program(program, timeout_s=timeout_s)
     return Verdict(passed, code, "code", reason)
 
 
