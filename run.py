@@ -42,10 +42,12 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     for name, value in sorted(result.metrics.items()):
         log.info("%s = %.4g", name, value)
-    acc = result.metrics.get(f"acc/{cfg.benchmark.name}")
-    print(f"[{cfg.tracking.row}] " + (f"acc/{cfg.benchmark.name} = {acc:.3f}" if acc is not None
+    accs = {k: v for k, v in sorted(result.metrics.items()) if k.startswith("acc/")}
+    print(f"[{cfg.tracking.row}] " + ("  ".join(f"{k} = {v:.3f}" for k, v in accs.items()) if accs
                                       else f"stopped after {result.stopped_after}")
           + f"  (MLflow run {result.run_id}, experiment {cfg.tracking.experiment!r})", flush=True)
+    # the sweeper's return value: the selected benchmark's accuracy (the first listed one with `benchmarks`)
+    acc = accs.get(f"acc/{cfg.benchmarks[0] if cfg.benchmarks else cfg.benchmark.name}")
     return acc
 
 

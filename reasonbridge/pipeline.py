@@ -25,8 +25,8 @@ from reasonbridge.io import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 2, "benchmark": 1, "pool": 2, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
-            "train": 2, "eval": 2}
+VERSIONS = {"student": 2, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
+            "train": 2, "eval": 3}
 
 
 def _slice(node) -> dict:
@@ -47,6 +47,12 @@ class Pipeline:
         self.cfg = cfg
         self.cache = StageCache(Path(cfg.paths.cache_dir), force=set(cfg.force))
         self.result = PipelineResult()
+        self._eval_model: tuple | None = None  # (model, tokenizer), loaded by the first evaluation
+        self._joint_done = False  # every pending benchmark was generated and judged in one pass
+        from reasonbridge.evaluation.benchmarks import resolve_path
+        for bcfg in self.benchmark_configs():  # a missing benchmark file fails before any work
+            if bcfg.name not in ("synthetic", "lm_eval") and bcfg.source == "file":
+                resolve_path(bcfg)
 
     # -- helpers -----------------------------------------------------------------------
     def _key(self, name: str, config, upstream: dict[str, StageResult]) -> str:
@@ -89,6 +95,11 @@ class Pipeline:
                 from reasonbridge.models.gguf_package import convert_gguf_package
                 info = convert_gguf_package(cfg.model.package, out / "model")
                 write_json_atomic(out / "student.json", {"path": "model", **info})
+        elif cfg.model.source == "api":
+            config = {"source": "api", "base_url": cfg.model.base_url, "api_model": cfg.model.api_model}
+
+            def compute(out: Path) -> None:  # a served model: record which one
+                write_json_atomic(out / "student.json", {"api": True, **config})
         else:
             config, compute = self._tiny_model(cfg.model.tiny)
         return self._stage("student", config, {}, compute)
@@ -112,20 +123,97 @@ class Pipeline:
         info = json.loads((res.path / "student.json").read_text())
         return info["path"] if info.get("external") else str(res.path / info["path"])
 
-    def benchmark(self) -> StageResult:
+    def benchmark_configs(self) -> list:
+        """The benchmarks this run evaluates: `benchmarks` (each from conf/benchmark/<name>.yaml,
+        the one selected with `benchmark=` keeping its overrides), else just `benchmark`;
+        `eval_limit` caps each at its first problems."""
         cfg = self.cfg
-        config = {"benchmark": _slice(cfg.benchmark), "suite": self._suite(), "seed": cfg.seed}
+        from reasonbridge.config import BenchmarkConfig
+        out = []
+        for name in cfg.benchmarks or [cfg.benchmark.name]:
+            if name == cfg.benchmark.name:
+                node = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), cfg.benchmark)
+            else:
+                conf = Path(__file__).resolve().parents[1] / "conf" / "benchmark" / f"{name}.yaml"
+                node = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(conf))
+            if cfg.eval_limit is not None:
+                node.size = cfg.eval_limit if node.size is None else min(node.size, cfg.eval_limit)
+            out.append(node)
+        return out
+
+    @staticmethod
+    def benchmark_label(bcfg) -> str:
+        """The name in metrics and artifacts: acc/<label>, predictions/<label>.jsonl."""
+        return f"lm_eval/{bcfg.task}" if bcfg.name == "lm_eval" else bcfg.name
+
+    def _labels(self, stage: str, bcfg) -> str:
+        return stage if not self.cfg.benchmarks else f"{stage}/{self.benchmark_label(bcfg)}"
+
+    def benchmark(self, bcfg=None) -> StageResult:
+        """The benchmark's problems, normalised ({id, problem, answer, ..., meta}) into problems.jsonl."""
+        cfg = self.cfg
+        bcfg = bcfg if bcfg is not None else cfg.benchmark
+        config: dict = {"seed": cfg.seed}
+        keep = ("name", "size", "source", "fields", "hub", "hub_config", "split", "subsets", "shuffle_choices")
+        if bcfg.name == "synthetic":
+            config.update(benchmark={k: _slice(bcfg)[k] for k in ("name", "size", "difficulties")}, suite=self._suite())
+        elif bcfg.name == "lm_eval":
+            config.update(benchmark={"name": "lm_eval", "task": bcfg.task, "size": bcfg.size,
+                                     "num_fewshot": bcfg.num_fewshot})
+            local = self._local_lm_eval_benchmark(bcfg)
+            if local is not None and local.name == "synthetic":
+                config["local"] = {"benchmark": {k: _slice(local)[k] for k in ("name", "size", "difficulties")},
+                                   "suite": self._suite()}
+            elif local is not None:
+                config["local"] = self._benchmark_source_key(local, keep)
+        else:
+            config.update(self._benchmark_source_key(bcfg, keep))
 
         def compute(out: Path) -> None:
+            write_jsonl(out / "problems.jsonl", self._load_problems(bcfg))
+        return self._stage("benchmark", config, {}, compute, label=self._labels("benchmark", bcfg))
+
+    def _benchmark_source_key(self, bcfg, keep: tuple[str, ...]) -> dict:
+        """The config and, for files, the contents' hash: a changed file is a different benchmark."""
+        from reasonbridge.curation.pool import file_sha256
+        from reasonbridge.evaluation.benchmarks import resolve_path
+        key: dict = {"benchmark": {k: _slice(bcfg)[k] for k in keep}}
+        if bcfg.source == "file":
+            path = resolve_path(bcfg)
+            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+            key["files"] = {f.name: file_sha256(f) for f in files}
+        return key
+
+    def _local_lm_eval_benchmark(self, bcfg):
+        """For lm-eval task reasonbridge_<name>: the local benchmark <name>'s config, else None."""
+        from reasonbridge.config import BenchmarkConfig
+        from reasonbridge.evaluation.lm_eval_model import LOCAL_PREFIX
+        if not bcfg.task.startswith(LOCAL_PREFIX):
+            return None
+        name = bcfg.task[len(LOCAL_PREFIX):]
+        conf = Path(__file__).resolve().parents[1] / "conf" / "benchmark" / f"{name}.yaml"
+        if name == "lm_eval" or not conf.exists():
+            from reasonbridge.config import ConfigError
+            raise ConfigError(f"invalid config value benchmark.task={bcfg.task!r}: no local benchmark {name!r} "
+                              f"(conf/benchmark/{name}.yaml)")
+        node = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(conf))
+        node.size = bcfg.size if bcfg.size is not None else node.size
+        return node
+
+    def _load_problems(self, bcfg) -> list[dict]:
+        cfg = self.cfg
+        if bcfg.name == "lm_eval":
+            local = self._local_lm_eval_benchmark(bcfg)
+            return self._load_problems(local) if local is not None else []
+        if bcfg.name == "synthetic":
             from reasonbridge.curation.pool import synthetic_benchmark
             s = self._suite()
-            problems = synthetic_benchmark(cfg.benchmark.size, seed=cfg.seed,
-                                           difficulties=list(cfg.benchmark.difficulties),
-                                           max_operand=s["max_operand"], domains=s["domains"])
-            write_jsonl(out / "problems.jsonl", problems)
-        return self._stage("benchmark", config, {}, compute)
+            return synthetic_benchmark(bcfg.size, seed=cfg.seed, difficulties=list(bcfg.difficulties),
+                                       max_operand=s["max_operand"], domains=s["domains"])
+        from reasonbridge.evaluation.benchmarks import load_benchmark
+        return load_benchmark(bcfg, seed=cfg.seed)
 
-    def pool(self, bench: StageResult) -> StageResult:
+    def pool(self, benches: dict[str, StageResult]) -> StageResult:
         cfg = self.cfg
         config = {"pool": _slice(cfg.pool), "seed": cfg.seed}
         if cfg.pool.name == "jsonl":  # the files' contents, not just their names, decide the pool
@@ -140,7 +228,7 @@ class Pipeline:
             from reasonbridge.curation.filters import classify_domain
             from reasonbridge.curation.pool import clean_pool, load_problem_files, synthetic_pool
             from reasonbridge.curation.synthetic import DOMAINS
-            bench_texts = [p["problem"] for p in read_jsonl(bench.path / "problems.jsonl")]
+            bench_texts = [p["problem"] for b in benches.values() for p in read_jsonl(b.path / "problems.jsonl")]
             if cfg.pool.name == "jsonl":
                 problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),
                                               answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
@@ -168,7 +256,7 @@ class Pipeline:
                 raise ValueError(f"the pool is empty after cleaning (counts: {counts})")
             write_jsonl(out / "problems.jsonl", problems)
             write_json_atomic(out / "pool.json", counts)
-        return self._stage("pool", config, {"benchmark": bench}, compute)
+        return self._stage("pool", config, benches, compute)
 
     def traces(self, pool: StageResult) -> StageResult:
         """Teacher traces for every pool problem, through the teacher cache (see
@@ -275,33 +363,119 @@ class Pipeline:
         shutil.rmtree(checkpoints, ignore_errors=True)
         return result
 
-    def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult) -> StageResult:
+    def _eval_spec(self, student: StageResult, trained: StageResult | None, bench: StageResult, bcfg) -> dict:
+        """What an eval stage is keyed on, and where its judged predictions wait until it completes."""
+        from reasonbridge.evaluation.benchmarks import checker_of, spec_of
         cfg = self.cfg
-        config = {"inference": _slice(cfg.inference), "benchmark": cfg.benchmark.name, "seed": cfg.seed}
+        label = self.benchmark_label(bcfg)
+        checker, instruction = checker_of(bcfg), spec_of(bcfg.name).instruction
+        config = {"inference": _slice(cfg.inference), "benchmark": label, "checker": checker,
+                  "instruction": instruction, "seed": cfg.seed}
+        if checker == "code":
+            config["code_timeout_s"] = bcfg.code_timeout_s
         upstream = {"model": trained or student, "benchmark": bench}
+        key = self._key("eval", config, upstream)
+        # judged predictions survive a kill beside the artifact, keyed like it, until it is in place
+        partial = self.cache.path("eval", key).with_suffix(".partial.jsonl")
+        return {"label": label, "checker": checker, "instruction": instruction, "config": config,
+                "upstream": upstream, "key": key, "partial": partial}
+
+    def _load_eval_model(self, student: StageResult, trained: StageResult | None):
+        """The evaluated model, loaded once per run (every benchmark's eval stage shares it)."""
+        cfg = self.cfg
+        if self._eval_model is None:
+            if cfg.model.source == "api":
+                from reasonbridge.models.api import ApiModel
+                self._eval_model = ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
+            else:
+                from reasonbridge.training.run import load_trained
+                self._eval_model = load_trained(self.student_path(student), trained.path if trained else None,
+                                                cfg.model.dtype)
+        return self._eval_model
+
+    def _evaluate_jointly(self, student: StageResult, trained: StageResult | None,
+                          evals: list[tuple]) -> None:
+        """Generate for every benchmark whose eval stage is not cached in one pass (shared batches),
+        leaving judged predictions where each eval stage resumes from."""
+        from reasonbridge.evaluation.evaluate import EvalJob, evaluate_many
+        cfg = self.cfg
+        forced = bool({"eval", "all"} & set(cfg.force))
+        jobs = []
+        for bcfg, bench in evals:
+            if bcfg.name == "lm_eval":
+                continue
+            spec = self._eval_spec(student, trained, bench, bcfg)
+            if self.cache.exists("eval", spec["key"]) and not forced:
+                continue
+            if forced:
+                spec["partial"].unlink(missing_ok=True)
+            spec["partial"].parent.mkdir(parents=True, exist_ok=True)
+            jobs.append(EvalJob(spec["label"], read_jsonl(bench.path / "problems.jsonl"), spec["checker"],
+                                spec["instruction"], bcfg.code_timeout_s, spec["partial"]))
+        if len(jobs) < 2:
+            return
+        model, tokenizer = self._load_eval_model(student, trained)
+        evaluate_many(model, tokenizer, jobs, inference=cfg.inference, seed=cfg.seed, progress=cfg.progress,
+                      check_workers=max(b.check_workers for b, _ in evals))
+        self._joint_done = True  # the eval stages now only collect what was judged
+
+    def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult,
+                 bcfg=None) -> StageResult:
+        cfg = self.cfg
+        bcfg = bcfg if bcfg is not None else cfg.benchmark
+        if bcfg.name == "lm_eval":
+            return self._evaluate_lm_eval(student, trained, bench, bcfg, self.benchmark_label(bcfg))
+        spec = self._eval_spec(student, trained, bench, bcfg)
+        label, partial = spec["label"], spec["partial"]
+        if {"eval", "all"} & set(cfg.force) and not self._joint_done:
+            partial.unlink(missing_ok=True)
 
         def compute(out: Path) -> None:
             from reasonbridge.evaluation.evaluate import evaluate
-            from reasonbridge.training.run import load_trained
-            model, tokenizer = load_trained(self.student_path(student), trained.path if trained else None,
-                                            cfg.model.dtype)
+            model, tokenizer = self._load_eval_model(student, trained)
+            partial.parent.mkdir(parents=True, exist_ok=True)
             predictions, metrics = evaluate(model, tokenizer, read_jsonl(bench.path / "problems.jsonl"),
-                                            benchmark=cfg.benchmark.name, inference=cfg.inference,
-                                            seed=cfg.seed, progress=cfg.progress)
+                                            benchmark=label, inference=cfg.inference, seed=cfg.seed,
+                                            progress=cfg.progress, checker=spec["checker"],
+                                            instruction=spec["instruction"], check_workers=bcfg.check_workers,
+                                            code_timeout_s=bcfg.code_timeout_s, resume_path=partial)
             (out / "predictions").mkdir()
-            write_jsonl(out / "predictions" / f"{cfg.benchmark.name}.jsonl", predictions)
+            write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)
-        return self._stage("eval", config, upstream, compute)
+        result = self._stage("eval", spec["config"], spec["upstream"], compute, label=self._labels("eval", bcfg))
+        partial.unlink(missing_ok=True)
+        return result
+
+    def _evaluate_lm_eval(self, student: StageResult, trained: StageResult | None, bench: StageResult, bcfg,
+                          label: str) -> StageResult:
+        """Any lm-eval task with this run's model and inference strategy (lm-eval's own metrics too)."""
+        cfg = self.cfg
+        config = {"inference": _slice(cfg.inference), "task": bcfg.task, "size": bcfg.size,
+                  "num_fewshot": bcfg.num_fewshot, "seed": cfg.seed}
+        upstream = {"model": trained or student, "benchmark": bench}
+
+        def compute(out: Path) -> None:
+            from reasonbridge.evaluation.lm_eval_model import run_lm_eval
+            model, tokenizer = self._load_eval_model(student, trained)
+            local = self._local_lm_eval_benchmark(bcfg)
+            predictions, metrics = run_lm_eval(model, tokenizer, bcfg, cfg.inference, label=label, seed=cfg.seed,
+                                               problems_file=bench.path / "problems.jsonl" if local else None,
+                                               local=local, workdir=out, progress=cfg.progress)
+            (out / "predictions" / label).parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
+            write_json_atomic(out / "metrics.json", metrics)
+        return self._stage("eval", config, upstream, compute, label=self._labels("eval", bcfg))
 
     # -- the whole chain ----------------------------------------------------------------
     def run(self) -> PipelineResult:
         student = self.student()
         if self._stop("student"):
             return self.result
-        bench = self.benchmark()
+        bcfgs = self.benchmark_configs()
+        benches = {self._labels("benchmark", b): self.benchmark(b) for b in bcfgs}
         if self._stop("benchmark"):
             return self.result
-        pool = self.pool(bench)
+        pool = self.pool(benches)
         if self._stop("pool"):
             return self.result
         traces = self.traces(pool)
@@ -314,8 +488,11 @@ class Pipeline:
         trained = None if self.cfg.adapters.name == "none" else self.train(student, data)
         if self._stop("train"):
             return self.result
-        ev = self.evaluate(student, trained, bench)
-        self.result.metrics.update(json.loads((ev.path / "metrics.json").read_text()))
+        evals = list(zip(bcfgs, benches.values()))
+        self._evaluate_jointly(student, trained, evals)
+        for bcfg, bench in evals:
+            ev = self.evaluate(student, trained, bench, bcfg)
+            self.result.metrics.update(json.loads((ev.path / "metrics.json").read_text()))
         return self.result
 
 
@@ -414,7 +591,10 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
                            if k != "step"])
     elif cfg.adapters.name == "none" and not result.stopped_after:
         metrics["params/trainable_pct"] = 0.0
-    if "eval" in stages:
-        metrics.update(result.metrics)
-        logger.log_artifact(stages["eval"].path / "predictions" / f"{cfg.benchmark.name}.jsonl", "predictions")
+    for name, res in stages.items():
+        if name == "eval" or name.startswith("eval/"):
+            for pred in sorted((res.path / "predictions").rglob("*.jsonl")):
+                sub = pred.parent.relative_to(res.path).as_posix()  # predictions or predictions/lm_eval
+                logger.log_artifact(pred, sub)
+    metrics.update(result.metrics)
     logger.log_metrics(metrics)

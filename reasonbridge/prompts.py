@@ -4,12 +4,13 @@ from __future__ import annotations
 INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
 
 
-def user_message(problem: str) -> str:
-    return f"{problem}\n{INSTRUCTION}"
+def user_message(problem: str, instruction: str = INSTRUCTION) -> str:
+    return f"{problem}\n{instruction}"
 
 
-def chat(problem: str, response: str | None = None) -> list[dict[str, str]]:
-    messages = [{"role": "user", "content": user_message(problem)}]
+def chat(problem: str, response: str | None = None, instruction: str = INSTRUCTION) -> list[dict[str, str]]:
+    """Benchmarks other than arithmetic pass their own ``instruction`` (option letter, code block)."""
+    messages = [{"role": "user", "content": user_message(problem, instruction)}]
     if response is not None:
         messages.append({"role": "assistant", "content": response})
     return messages

