@@ -10,19 +10,25 @@ class DataError(ValueError):
     """Bad input data; the message starts with `file:line`."""
 
 
+def jsonl_objects(path: str | Path, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of an open JSONL file named `path`."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row
+
+
 def iter_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]:
     path = Path(path)
     required = tuple(required)
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        for lineno, row in jsonl_objects(path, f):
             for name in required:
                 if name not in row:
                     raise DataError(f"{path}:{lineno}: missing field {name!r}")

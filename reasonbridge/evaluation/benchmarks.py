@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from reasonbridge.curation.pool import SUBJECT_TO_MSC
-from reasonbridge.io import DataError
+from reasonbridge.io import DataError, jsonl_objects
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
@@ -115,15 +115,7 @@ def _rows(path: Path) -> Iterator[tuple[str, dict]]:
     suffixes = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if suffixes in (".jsonl", ".jsonl.gz"):
         with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for lineno, row in jsonl_objects(path, f):
                 yield f"{path}:{lineno}", row
     elif suffixes == ".json":
         try:
