@@ -19,7 +19,7 @@ def test_data_group_has_every_variant_and_full58k_is_full():
     assert alias == full and alias.size is None
     curated = compose_config(["data=curated"]).data
     assert (curated.quality, curated.difficulty, curated.diversity, curated.size) == (True, True, True, 34)
-    assert [r.source for r in curated.references] == ["student", "tiny"]
+    assert [r.source for r in curated.references] == ["student"]  # the embedded default: the base student
 
 
 def test_unreachable_teacher_fails_clearly_and_loses_nothing(micro_cfg, mlflow_uri):
