@@ -101,7 +101,7 @@ def main() -> None:
         print(f"  {name:34s} {tokens:6d} tokens in {seconds:7.2f}s = {rate[name]:8.1f} tokens/s{extra}")
     seconds, tokens, out = best[f"gii, {args.interventions} interventions"]
     injected = sum(len(tok.encode(i["text"], add_special_tokens=False)) for o in out for i in o["intervention_log"])
-    print(f"  gii also fed {injected} injected tokens (forced one per step in their row): "
+    print(f"  gii also fed {injected} injected tokens (one forward pass per intervention): "
           f"{(tokens + injected) / seconds:.1f} tokens/s generated + injected")
     base = rate["greedy (transformers generate)"]
     gii_rate = rate[f"gii, {args.interventions} interventions"]

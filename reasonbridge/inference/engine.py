@@ -1,9 +1,8 @@
 """Batched transformers generation driven by a `Strategy`, continuing from the KV cache.
 
-Each step feeds every active sequence one token: normally the one it just produced; after
-an intervention the next token of the injected phrase, forced one per step for that row
-only, so the other rows keep decoding and no padding column is ever computed. The prefix
-already processed is never fed again. A
+Each step feeds every active sequence its queue in one forward pass: normally the token it
+just produced; after an intervention the whole injected phrase (other rows' shorter queues
+are left-padded with masked columns). The prefix already processed is never fed again. A
 suppressed end-of-thinking marker is removed by masking its cache columns; positions
 count only unmasked tokens, so the sequence the model conditions on is exactly
 ``prompt + kept tokens + injections``.
@@ -163,8 +162,6 @@ def _run_batch(model, tokenizer, prompts: list[str], problems: list[str], strate
         hits = triggers[next_tokens].tolist() if watch else None
         finished = False
         for b, (row, t) in enumerate(zip(rows, tokens)):
-            if row.pending:  # still feeding injected text: this step's prediction is not used
-                continue
             row.generated += 1
             ep = row.episode
             thinking = not ep.thinking_done
@@ -232,16 +229,25 @@ def _check_limit(row: _Row, max_new_tokens: int) -> bool:
 
 def _feed(model, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor,
           device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass feeding every row the next token of its queue. An injected phrase is
-    fed over several steps of its own row while the other rows go on decoding; a multi-token
-    pass would cost every row of the batch the phrase's length in padding columns."""
+    """One forward pass feeding every row its whole queue: one token for a row that is
+    decoding, the injected phrase for a row that was just intervened on. Shorter queues are
+    left-padded with masked columns, so the last column is real for every row and an
+    intervention costs one forward pass, not one per injected token."""
+    k = max(len(r.pending) for r in rows)
     col = mask.shape[1]
-    inp = torch.tensor([[r.pending.pop(0)] for r in rows], dtype=torch.long)
-    pos = next_pos.view(-1, 1).clone()
-    for r in rows:
-        r.cols.append(col)
-    next_pos += 1
-    mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
+    inp = torch.zeros((len(rows), k), dtype=torch.long)
+    new_mask = torch.zeros((len(rows), k), dtype=mask.dtype)
+    pos = torch.zeros((len(rows), k), dtype=torch.long)
+    for b, r in enumerate(rows):
+        n = len(r.pending)
+        start = k - n
+        inp[b, start:] = torch.tensor(r.pending)
+        new_mask[b, start:] = 1
+        pos[b, start:] = int(next_pos[b]) + torch.arange(n)
+        r.cols.extend(range(col + start, col + k))
+        next_pos[b] += n
+        r.pending = []
+    mask = torch.cat([mask, new_mask.to(device)], dim=1)
     out = model(input_ids=inp.to(device), attention_mask=mask, position_ids=pos.to(device), past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
     return out.logits, mask
