@@ -15,6 +15,9 @@ from typing import Callable
 from reasonbridge.curation.synthetic import apply_op, inverse_check, step_ancestors
 from reasonbridge.evaluation.answers import extract_boxed
 
+# Part of the teacher's identity: bump it whenever the trace text changes, so a teacher cache
+# (keyed by identity and prompt) never serves traces in an older format.
+TRACE_FORMAT = 1
 DEFECT_KINDS = ("arithmetic_slip", "broken_format", "contradiction", "multiple_answers")
 
 
@@ -77,7 +80,7 @@ class SymbolicTeacher:
         if not 0.0 <= defect_rate <= 1.0:
             raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
         self.defect_rate, self.seed = defect_rate, seed
-        self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed}
+        self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed, "format": TRACE_FORMAT}
         self.sampling: dict = {}
         self.endpoint = None
 
