@@ -53,6 +53,16 @@ def _evaluate(a: str, op: str, b: str) -> Fraction | None:
     return None if y == 0 else x / y
 
 
+def written_operations(text: str) -> list[tuple[str, str, str, str]]:
+    """Every single operation ``a op b = c`` written in `text`, as strings (a, op, b, c)."""
+    return _EQUATION.findall(text)
+
+
+def operation_holds(a: str, op: str, b: str, c: str) -> bool:
+    value = _evaluate(a, op, b)
+    return value is not None and value == Fraction(c)
+
+
 def _variables(text: str) -> set[str]:
     return {a or b for a, b in _VARIABLE.findall(text)} - {"a"}
 
@@ -81,7 +91,7 @@ def quality_reasons(trace: dict) -> list[str]:
         reasons.append("multiple_answers")
     if not _balanced(text):
         reasons.append("unbalanced_brackets")
-    if any(_evaluate(a, op, b) not in (None, Fraction(c)) for a, op, b, c in _EQUATION.findall(text)):
+    if any(_evaluate(a, op, b) not in (None, Fraction(c)) for a, op, b, c in written_operations(text)):
         reasons.append("arithmetic_error")
     if _BROKEN.search(text):
         reasons.append("broken_expression")

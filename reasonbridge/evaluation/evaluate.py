@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonbridge.evaluation.checkers import Checker
+from reasonbridge.evaluation.steps import reference_operations, step_counts, step_metrics
 from reasonbridge.inference.generate import generate
 from reasonbridge.prompts import INSTRUCTION, chat
 
@@ -139,6 +140,7 @@ def _metrics(benchmark: str, predictions: list[dict], n_problems: int, inference
         f"n/{benchmark}": float(n_problems),
         f"gen_tokens/{benchmark}": sum(x["tokens"] for x in predictions) / n,
     }
+    metrics.update(step_metrics(benchmark, [x.get("steps") for x in predictions]))
     if inference.name != "none":
         metrics[f"interventions/{benchmark}"] = sum(sum(x["interventions"].values()) for x in predictions) / n
         metrics[f"budget_exhausted/{benchmark}"] = sum(x["budget_exhausted"] for x in predictions) / n
@@ -155,4 +157,5 @@ def _record(p: dict, prompt: str, sample: int, out: dict, verdict) -> dict:
         "conditioned_on": out["conditioned_on"], "stop_tokens": out["stop_tokens"],
         "end_of_thinking": out["end_of_thinking"],
         "domain": p.get("domain"), "difficulty": p.get("difficulty"),
+        "steps": step_counts(out["output"], reference_operations(p)),
     }
