@@ -731,6 +731,11 @@ def _seq_average(w: _Work, d: int) -> tuple[str, str]:
 
 
 # -- generation ---------------------------------------------------------------------------------
+def solution_operations(meta: dict) -> list[dict]:
+    """The single operations of a problem's worked solution: its steps, then its check."""
+    return [st for st in [*(meta.get("steps") or []), meta.get("check")] if st]
+
+
 def step_ancestors(steps: list[dict], i: int) -> set[int]:
     """Indices of the steps whose results step ``i`` uses, directly or not (``i`` included)."""
     out, todo = set(), [i]

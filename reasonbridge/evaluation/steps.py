@@ -9,6 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from reasonbridge.curation.filters import operation_holds, written_operations
+from reasonbridge.curation.synthetic import solution_operations
 
 _OPS = {"×": "*", "÷": "/"}
 
@@ -20,10 +21,9 @@ def _key(a, op, b) -> tuple[Fraction, str, Fraction]:
 def reference_operations(problem: dict) -> set[tuple[Fraction, str, Fraction]] | None:
     """The operations of a problem's reference solution; None when it has none recorded."""
     meta = problem.get("meta") or {}
-    steps = meta.get("steps")
-    if not steps:
+    if not meta.get("steps"):
         return None
-    return {_key(s["a"], s["op"], s["b"]) for s in [*steps, meta.get("check")] if s}
+    return {_key(s["a"], s["op"], s["b"]) for s in solution_operations(meta)}
 
 
 def step_counts(output: str, reference: set | None) -> dict[str, int] | None:

@@ -19,7 +19,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from reasonbridge.config import TinyStudentConfig
-from reasonbridge.curation.synthetic import direct_answer_text
+from reasonbridge.curation.synthetic import direct_answer_text, solution_operations
 from reasonbridge.curation.pool import generate_split
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
 from reasonbridge.prompts import chat
@@ -74,13 +74,8 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 def operation_facts(problems: list[dict]) -> list[tuple[int, str, int, int]]:
     """Every single operation (`a op b = c`) that a worked solution of these problems uses."""
-    facts = set()
-    for p in problems:
-        meta = p["meta"]
-        for st in [*meta["steps"], meta.get("check")]:
-            if st:
-                facts.add((st["a"], st["op"], st["b"], st["result"]))
-    return sorted(facts)
+    return sorted({(st["a"], st["op"], st["b"], st["result"])
+                   for p in problems for st in solution_operations(p["meta"])})
 
 
 def fact_sheets(problems: list[dict], n_sheets: int, per_sheet: int, seed: int) -> list[str]:
