@@ -191,7 +191,7 @@ class TrainConfig:
     accelerate_config: Optional[str] = None  # an `accelerate launch --config_file`, e.g. conf/accelerate/multi_gpu.yaml
 
 
-def _default_phrases() -> dict[str, list[str]]:
+def default_phrases() -> dict[str, list[str]]:
     return {"extension": ["Wait", "Let me think further."],
             "redirection": ["Alternatively, let's try a different approach."],
             "verification": ["Let me double-check my work."]}
@@ -219,7 +219,7 @@ class InferenceConfig:
     think_end: Optional[str] = None
     answer_marker: str = "Final Answer:"
     eos_ends_thinking: bool = True
-    phrases: dict[str, list[str]] = field(default_factory=_default_phrases)
+    phrases: dict[str, list[str]] = field(default_factory=default_phrases)
     intervention_format: str = "{phrase}\n"  # how a phrase is appended
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0

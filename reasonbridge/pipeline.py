@@ -25,7 +25,7 @@ from reasonbridge.io import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 2, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
+VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
             "train": 2, "eval": 4}
 
 

@@ -58,6 +58,9 @@ def test_build_saves_a_loadable_chat_model(tmp_path):
     assert out.shape[1] > enc["input_ids"].shape[1]
     # pre-training moved the weights: the loss is below that of a uniform guess
     assert info["pretrain"]["history"][-1]["loss"] < torch.log(torch.tensor(len(tok))).item()
+    # the test-time intervention phrases are words, as in a real model's tokenizer
+    for phrase, words in (("Wait", 1), ("Let me think further.", 5), ("Let me double-check my work.", 8)):
+        assert len(tok(phrase, add_special_tokens=False)["input_ids"]) <= words
 
 
 def test_build_is_deterministic(tmp_path):

@@ -18,7 +18,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from reasonbridge.config import TinyStudentConfig
+from reasonbridge.config import TinyStudentConfig, default_phrases
 from reasonbridge.curation.synthetic import direct_answer_text, solution_operations
 from reasonbridge.curation.pool import generate_split
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
@@ -32,6 +32,7 @@ CHAT_TEMPLATE = (
 )
 
 
+PHRASE_REPEATS = 200  # often enough in the tokenizer corpus that BPE merges their words
 NUMBER_TOKENS = 1000  # every integer below this is one token, with and without a leading space
 
 
@@ -155,7 +156,11 @@ def build_tiny_student(cfg: TinyStudentConfig, *, seed: int, pool_cfg, out_dir: 
     teacher = SymbolicTeacher(defect_rate=0.0, seed=seed)
     corpus_problems = problems[: cfg.tokenizer_corpus]
     texts = [p["problem"] for p in problems] + [teacher.generate(p)["text"] for p in corpus_problems]
-    tokenizer = train_tokenizer(texts + [direct_answer_text(p) for p in corpus_problems], cfg.vocab_size)
+    # The test-time intervention phrases are ordinary English that any real tokenizer holds as
+    # words; left out, "Let me think further." is 15 byte-level pieces and every injection
+    # costs the engine three times the tokens it would with a real model.
+    phrases = [phrase for pool in default_phrases().values() for phrase in pool] * PHRASE_REPEATS
+    tokenizer = train_tokenizer(texts + [direct_answer_text(p) for p in corpus_problems] + phrases, cfg.vocab_size)
     probe = chat(problems[0]["problem"], direct_answer_text(problems[0]))
     tokenizer.apply_chat_template(probe, tokenize=False)  # fail early on a broken template
 
