@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
 VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
-            "train": 2, "eval": 4}
+            "train": 2, "eval": 5}
 
 
 def _slice(node) -> dict:
@@ -416,7 +416,7 @@ class Pipeline:
             return
         model, tokenizer = self._load_eval_model(student, trained)
         evaluate_many(model, tokenizer, jobs, inference=cfg.inference, seed=cfg.seed, progress=cfg.progress,
-                      check_workers=max(b.check_workers for b, _ in evals))
+                      check_workers=max(b.check_workers for b, _ in evals), teacher_forced=False)  # each stage adds them
         self._joint_done = True  # the eval stages now only collect what was judged
 
     def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult,

@@ -39,6 +39,7 @@ def test_micro_run_logs_everything_and_second_run_hits_cache(micro_cfg, mlflow_u
     assert len(preds) == 8
     assert set(preds[0]) >= {"id", "prompt", "output", "extracted", "gold", "correct", "checker", "tokens"}
     assert m["acc/synthetic"] == sum(p["correct"] for p in preds) / 8
+    assert {f"forced/{part}/synthetic" for part in ("strategy", "operand", "result")} <= set(m)
 
     second = run_experiment(cfg)
     assert all(stage.hit for stage in second.stages.values())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from reasonbridge.evaluation.checkers import Checker
 from reasonbridge.evaluation.steps import reference_operations, step_counts, step_metrics
+from reasonbridge.evaluation.teacher_forced import forced_counts, forced_metrics
 from reasonbridge.inference.generate import generate
 from reasonbridge.prompts import INSTRUCTION, chat
 
@@ -82,9 +83,11 @@ def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inferenc
 
 
 def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int = 0, progress: bool = True,
-                  check_workers: int = 2) -> list[tuple[list[dict], dict[str, float]]]:
+                  check_workers: int = 2, teacher_forced: bool = True) -> list[tuple[list[dict], dict[str, float]]]:
     """`evaluate` for several benchmarks in one generation pass: their prompts share batches
-    (on CPU a decoding step costs about the same for a few more rows), each judged by its checker."""
+    (on CPU a decoding step costs about the same for a few more rows), each judged by its checker.
+    ``teacher_forced`` adds the `forced/<part>/<benchmark>` metrics where problems carry a
+    reference solution (see `teacher_forced.py`)."""
     n_samples = inference.num_samples
     suffix = inference.think_start or ""
     api = getattr(model, "is_api", False)  # a served model (model=api) takes the chat messages
@@ -129,8 +132,15 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
                 if job.resume_path is not None:
                     with job.resume_path.open("a", encoding="utf-8") as f:
                         f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    return [_metrics(job.benchmark, [done[j][(p["id"], s)] for p, _, s in expanded[j]], len(job.problems), inference)
-            for j, job in enumerate(jobs)]
+    results = []
+    for j, job in enumerate(jobs):
+        predictions, metrics = _metrics(job.benchmark, [done[j][(p["id"], s)] for p, _, s in expanded[j]],
+                                        len(job.problems), inference)
+        if teacher_forced and not api:
+            counts = forced_counts(model, tokenizer, job.problems, job.instruction, prompt_suffix=suffix)
+            metrics.update(forced_metrics(job.benchmark, counts))
+        results.append((predictions, metrics))
+    return results
 
 
 def _metrics(benchmark: str, predictions: list[dict], n_problems: int, inference) -> tuple[list[dict], dict]:

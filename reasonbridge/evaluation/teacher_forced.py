@@ -1,0 +1,87 @@
+"""Teacher-forced token accuracy per part of a reference trace (problems of the synthetic suite).
+
+The model reads the prompt and the symbolic teacher's defect-free trace; for each trace token we
+ask whether its greedy prediction from the tokens before it is that token, and pool the answers
+by the part of the trace the token belongs to:
+
+- ``strategy``, ``plan``, ``check``, ``answer``: the lines of those names;
+- ``step_text``: a step's wording (``Step 2:``, ``=``, the quantity's name);
+- ``operand``, ``operation``, ``result``: the numbers and the sign of ``a op b = c``.
+
+A student that writes well-formed solutions with the wrong numbers scores high on the first
+kinds and low on the last ones; accuracy and the step metrics alone cannot show that.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
+from reasonbridge.prompts import INSTRUCTION, chat
+
+PARTS = ("strategy", "plan", "step_text", "operand", "operation", "result", "check", "answer")
+_LINE_PARTS = {"Strategy:": "strategy", "Plan:": "plan", "Check:": "check", "Final Answer:": "answer"}
+_STEP = re.compile(r"Step \d+: (\d+) ([-+*/]) (\d+) = (\d+)")
+
+
+def trace_parts(text: str) -> list[str]:
+    """The part of every character of a trace (see the module docstring)."""
+    parts: list[str] = []
+    for line in text.split("\n"):
+        label = next((part for prefix, part in _LINE_PARTS.items() if line.startswith(prefix)), "step_text")
+        chars = [label] * len(line)
+        step = _STEP.match(line)
+        if step:
+            for group, part in ((1, "operand"), (2, "operation"), (3, "operand"), (4, "result")):
+                chars[step.start(group):step.end(group)] = [part] * (step.end(group) - step.start(group))
+        parts += chars + [label]  # the newline belongs to its line
+    return parts[:len(text)]
+
+
+@torch.no_grad()
+def forced_counts(model, tokenizer, problems: list[dict], instruction: str = INSTRUCTION, prompt_suffix: str = "",
+                  batch_size: int = 16) -> dict[str, list[int]]:
+    """``{part: [right, total]}`` over the trace tokens of the problems that carry a reference
+    solution (``meta.steps``); empty when none does or the tokenizer gives no offsets."""
+    teacher = SymbolicTeacher(defect_rate=0.0)
+    problems = [p for p in problems if (p.get("meta") or {}).get("steps")]
+    counts = {part: [0, 0] for part in PARTS}
+    if not problems or not getattr(tokenizer, "is_fast", False):
+        return {}
+    rows = []
+    for p in problems:
+        text = teacher.generate(p)["text"]
+        prompt = tokenizer.apply_chat_template(chat(p["problem"], instruction=instruction),
+                                               add_generation_prompt=True, tokenize=False) + prompt_suffix
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        chars = trace_parts(text)
+        labels = []
+        for start, end in enc["offset_mapping"]:
+            span = text[start:end]
+            first = start + len(span) - len(span.lstrip())  # a token's part is that of its first visible character
+            labels.append(chars[first] if start < end and first < len(text) else None)
+        rows.append((prompt_ids + enc["input_ids"], len(prompt_ids), labels))
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for i in range(0, len(rows), batch_size):
+        batch = rows[i:i + batch_size]
+        width = max(len(ids) for ids, _, _ in batch)
+        ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _, _ in batch], device=device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _, _ in batch], device=device)
+        predicted = model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()  # right padding: positions from 0
+        for b, (row_ids, n_prompt, labels) in enumerate(batch):
+            for k, part in enumerate(labels):
+                if part is None:
+                    continue
+                at = n_prompt + k  # the token at `at` is predicted at `at - 1`
+                counts[part][0] += int(predicted[b][at - 1] == row_ids[at])
+                counts[part][1] += 1
+    return counts
+
+
+def forced_metrics(benchmark: str, counts: dict[str, list[int]]) -> dict[str, float]:
+    """``forced/<part>/<benchmark>``: the share of that part's trace tokens predicted right."""
+    return {f"forced/{part}/{benchmark}": right / total for part, (right, total) in counts.items() if total}
