@@ -41,9 +41,11 @@ def trace_parts(text: str) -> list[str]:
 
 @torch.no_grad()
 def forced_counts(model, tokenizer, problems: list[dict], instruction: str = INSTRUCTION, prompt_suffix: str = "",
-                  batch_size: int = 16) -> dict[str, list[int]]:
+                  max_logits: int = 2 ** 26) -> dict[str, list[int]]:
     """``{part: [right, total]}`` over the trace tokens of the problems that carry a reference
-    solution (``meta.steps``); empty when none does or the tokenizer gives no offsets."""
+    solution (``meta.steps``); empty when none does or the tokenizer gives no offsets. Batches
+    hold at most ``max_logits`` logits (rows x tokens x vocabulary), so a large vocabulary
+    does not need gigabytes."""
     teacher = SymbolicTeacher(defect_rate=0.0)
     problems = [p for p in problems if (p.get("meta") or {}).get("steps")]
     counts = {part: [0, 0] for part in PARTS}
@@ -60,17 +62,22 @@ def forced_counts(model, tokenizer, problems: list[dict], instruction: str = INS
         labels = []
         for start, end in enc["offset_mapping"]:
             span = text[start:end]
-            first = start + len(span) - len(span.lstrip())  # a token's part is that of its first visible character
-            labels.append(chars[first] if start < end and first < len(text) else None)
+            visible = len(span) - len(span.lstrip())  # a token's part is that of its first visible character
+            labels.append(chars[start + (visible if visible < len(span) else 0)] if start < end else None)
         rows.append((prompt_ids + enc["input_ids"], len(prompt_ids), labels))
     model.eval()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for i in range(0, len(rows), batch_size):
-        batch = rows[i:i + batch_size]
-        width = max(len(ids) for ids, _, _ in batch)
-        ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _, _ in batch], device=device)
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _, _ in batch], device=device)
+    rows.sort(key=lambda row: len(row[0]))
+    vocab = max(len(tokenizer), getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
+    i = 0
+    while i < len(rows):
+        width = len(rows[min(len(rows) - 1, i + 15)][0])
+        batch = rows[i:i + max(1, min(16, max_logits // (width * vocab)))]
+        i += len(batch)
+        width = max(len(row_ids) for row_ids, _, _ in batch)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r, _, _ in batch], device=device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _, _ in batch], device=device)
         predicted = model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()  # right padding: positions from 0
         for b, (row_ids, n_prompt, labels) in enumerate(batch):
             for k, part in enumerate(labels):
