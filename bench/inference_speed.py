@@ -107,6 +107,32 @@ def main() -> None:
     gii_rate = rate[f"gii, {args.interventions} interventions"]
     print(f"ratio gii/greedy = {gii_rate / base:.3f} (target >= 0.90); "
           f"engine without strategy / greedy = {rate['engine, no strategy'] / base:.3f}")
+    _print_passes(runs[f"gii, {args.interventions} interventions"])
+
+
+def _print_passes(run) -> None:
+    """Time each forward pass of one more gii run, by the columns it fed: a wide pass (an
+    injected phrase, the other rows padded) against the one-column decoding steps."""
+    import reasonbridge.inference.engine as engine
+
+    feed, passes = engine._feed, []
+
+    def timed(model, rows, *rest):
+        columns, start = max(len(r.pending) for r in rows), time.perf_counter()
+        out = feed(model, rows, *rest)
+        passes.append((columns, len(rows), time.perf_counter() - start))
+        return out
+
+    engine._feed = timed
+    try:
+        run()
+    finally:
+        engine._feed = feed
+    by_columns: dict[int, list[float]] = {}
+    for columns, _, seconds in passes:
+        by_columns.setdefault(columns, []).append(seconds)
+    print("  forward passes of one gii run (columns fed: passes, mean ms): " + ", ".join(
+        f"{k}: {len(v)}, {1000 * statistics.mean(v):.1f}" for k, v in sorted(by_columns.items())))
 
 
 if __name__ == "__main__":
