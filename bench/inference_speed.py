@@ -120,7 +120,7 @@ def _print_passes(run) -> None:
     def timed(model, rows, *rest):
         columns, start = max(len(r.pending) for r in rows), time.perf_counter()
         out = feed(model, rows, *rest)
-        passes.append((columns, len(rows), time.perf_counter() - start))
+        passes.append((columns, time.perf_counter() - start))
         return out
 
     engine._feed = timed
@@ -129,7 +129,7 @@ def _print_passes(run) -> None:
     finally:
         engine._feed = feed
     by_columns: dict[int, list[float]] = {}
-    for columns, _, seconds in passes:
+    for columns, seconds in passes:
         by_columns.setdefault(columns, []).append(seconds)
     print("  forward passes of one gii run (columns fed: passes, mean ms): " + ", ".join(
         f"{k}: {len(v)}, {1000 * statistics.mean(v):.1f}" for k, v in sorted(by_columns.items())))
