@@ -68,14 +68,14 @@ def forced_counts(model, tokenizer, problems: list[dict], instruction: str = INS
     model.eval()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows.sort(key=lambda row: len(row[0]))
+    rows.sort(key=lambda row: len(row[0]))  # shortest first: a batch is as wide as its last row
     vocab = max(len(tokenizer), getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
     i = 0
     while i < len(rows):
-        width = len(rows[min(len(rows) - 1, i + 15)][0])
-        batch = rows[i:i + max(1, min(16, max_logits // (width * vocab)))]
+        longest = len(rows[min(len(rows) - 1, i + 15)][0])  # the widest a batch of 16 could be
+        batch = rows[i:i + max(1, min(16, max_logits // (longest * vocab)))]
         i += len(batch)
-        width = max(len(row_ids) for row_ids, _, _ in batch)
+        width = len(batch[-1][0])
         ids = torch.tensor([r + [pad] * (width - len(r)) for r, _, _ in batch], device=device)
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _, _ in batch], device=device)
         predicted = model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()  # right padding: positions from 0
