@@ -6,7 +6,7 @@ model, prompts and batch, measured in one run (rounds interleaved, best round ea
 the machine is shared). Target: >= 0.90. The engine without any strategy is printed too.
 
     python bench/inference_speed.py --model tiny                      # builds/reuses the student stage
-    python bench/inference_speed.py --model smollm2_135m --prompts 8 --max-new-tokens 64
+    python bench/inference_speed.py --model smollm2_135m --prompts 8 --max-new-tokens 256 --marker $'\n\n'
 """
 from __future__ import annotations
 
