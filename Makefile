@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
+.PHONY: help install demo demo-smollm2 test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install ## run the demo experiment (base vs trained student) end to end on CPU, log to MLflow
 	$(PY) run.py -m experiment=demo
 	@echo "Results: MLflow experiment 'demo' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
+
+demo-smollm2: install ## the demo's two rows on SmolLM2-135M, a student that shows the gain (~25 min on CPU)
+	$(PY) run.py -m experiment=demo_smollm2
+	@echo "Results: MLflow experiment 'demo_smollm2' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
 
 test: install ## run the test suite
 	$(PY) -m pytest -q

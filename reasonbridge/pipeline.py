@@ -313,7 +313,7 @@ class Pipeline:
                                                               batch_size=cfg.data.reference_batch_size))
                 predictions, metrics = evaluate(model, tokenizer, read_jsonl(pool.path / "problems.jsonl"),
                                                 benchmark="pool", inference=greedy, seed=cfg.seed,
-                                                progress=cfg.progress)
+                                                progress=cfg.progress, teacher_forced=False)  # only `correct` is read
                 write_jsonl(out / "attempts.jsonl", [{k: p[k] for k in ("id", "output", "extracted", "correct")}
                                                      for p in predictions])
                 write_json_atomic(out / "metrics.json", {"reference": name, "solved": metrics["acc/pool"]})

@@ -23,6 +23,13 @@ def test_demo_experiment_sweeps_both_rows():
     assert cfg.tracking.experiment == "demo"
 
 
+def test_smollm2_demo_puts_the_reasonbridge_row_on_smollm2():
+    cfg = compose_config(["experiment=demo_smollm2", "row=reasonbridge"])
+    assert cfg.model.name == "smollm2_135m" and cfg.tracking.experiment == "demo_smollm2"
+    assert cfg.data.name == "curated" and cfg.data.size == 600 and cfg.adapters.name == "full"
+    assert cfg.train.lr == 1e-3 and cfg.inference.name == "gii"
+
+
 def test_unknown_key_fails_naming_it():
     with pytest.raises(ConfigCompositionException) as e:
         compose_config(["adapters.rank=8"])

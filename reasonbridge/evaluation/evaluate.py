@@ -69,7 +69,7 @@ class EvalJob:
 def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inference, seed: int = 0,
              progress: bool = True, checker: str = "exact", instruction: str = INSTRUCTION,
              check_workers: int = 2, code_timeout_s: float = 10.0,
-             resume_path: Path | None = None) -> tuple[list[dict], dict[str, float]]:
+             resume_path: Path | None = None, teacher_forced: bool = True) -> tuple[list[dict], dict[str, float]]:
     """Return one prediction record per problem and sample, and the benchmark's metrics.
 
     With ``inference.num_samples`` > 1 every problem gets that many records (field
@@ -79,7 +79,7 @@ def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inferenc
     """
     job = EvalJob(benchmark, problems, checker, instruction, code_timeout_s, resume_path)
     return evaluate_many(model, tokenizer, [job], inference=inference, seed=seed, progress=progress,
-                         check_workers=check_workers)[0]
+                         check_workers=check_workers, teacher_forced=teacher_forced)[0]
 
 
 def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int = 0, progress: bool = True,
