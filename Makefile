@@ -24,7 +24,7 @@ demo: install ## run the demo experiment (base vs trained student) end to end on
 	$(PY) run.py -m experiment=demo
 	@echo "Results: MLflow experiment 'demo' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
 
-demo-smollm2: install ## the demo's two rows on SmolLM2-135M, a student that shows the gain (~25 min on CPU)
+demo-smollm2: install ## the demo's two rows on SmolLM2-135M, a student that reads the problem (~21 min on 2 CPU cores)
 	$(PY) run.py -m experiment=demo_smollm2
 	@echo "Results: MLflow experiment 'demo_smollm2' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
 
