@@ -731,6 +731,11 @@ def _seq_average(w: _Work, d: int) -> tuple[str, str]:
 
 
 # -- generation ---------------------------------------------------------------------------------
+def has_worked_solution(problem: dict) -> bool:
+    """Whether a problem records its worked solution (the synthetic suite's do, real benchmarks' not)."""
+    return bool((problem.get("meta") or {}).get("steps"))
+
+
 def solution_operations(meta: dict) -> list[dict]:
     """The single operations of a problem's worked solution: its steps, then its check."""
     return [st for st in [*(meta.get("steps") or []), meta.get("check")] if st]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from reasonbridge.curation.filters import operation_holds, written_operations
-from reasonbridge.curation.synthetic import solution_operations
+from reasonbridge.curation.synthetic import has_worked_solution, solution_operations
 
 _OPS = {"×": "*", "÷": "/"}
 
@@ -20,10 +20,9 @@ def _key(a, op, b) -> tuple[Fraction, str, Fraction]:
 
 def reference_operations(problem: dict) -> set[tuple[Fraction, str, Fraction]] | None:
     """The operations of a problem's reference solution; None when it has none recorded."""
-    meta = problem.get("meta") or {}
-    if not meta.get("steps"):
+    if not has_worked_solution(problem):
         return None
-    return {_key(s["a"], s["op"], s["b"]) for s in solution_operations(meta)}
+    return {_key(s["a"], s["op"], s["b"]) for s in solution_operations(problem["meta"])}
 
 
 def step_counts(output: str, reference: set | None) -> dict[str, int] | None:

@@ -17,6 +17,7 @@ import re
 
 import torch
 
+from reasonbridge.curation.synthetic import has_worked_solution
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
 from reasonbridge.prompts import INSTRUCTION, chat
 
@@ -46,11 +47,11 @@ def forced_counts(model, tokenizer, problems: list[dict], instruction: str = INS
     solution (``meta.steps``); empty when none does or the tokenizer gives no offsets. Batches
     hold at most ``max_logits`` logits (rows x tokens x vocabulary), so a large vocabulary
     does not need gigabytes."""
-    teacher = SymbolicTeacher(defect_rate=0.0)
-    problems = [p for p in problems if (p.get("meta") or {}).get("steps")]
-    counts = {part: [0, 0] for part in PARTS}
+    problems = [p for p in problems if has_worked_solution(p)]
     if not problems or not getattr(tokenizer, "is_fast", False):
         return {}
+    teacher = SymbolicTeacher(defect_rate=0.0)
+    counts = {part: [0, 0] for part in PARTS}
     rows = []
     for p in problems:
         text = teacher.generate(p)["text"]
