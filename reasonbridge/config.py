@@ -37,6 +37,12 @@ class TinyStudentConfig:
     pretrain_precision: str = "auto"  # auto | bf16 | fp32 (auto: bf16 where the device has it)
     tokenizer_corpus: int = 3000
     number_code: float = 0.1  # > 0: number embeddings start from their digits (one-hots of this size); 0: random
+    # organism suite: shares of the pre-training drills (curation/organism.py `pretraining_examples`)
+    # the seed the student is built with; null: the run's `seed`. A fixed seed makes runs of other
+    # seeds share one pre-trained student, as runs from one released checkpoint do.
+    seed: Optional[int] = None
+    drills: dict[str, float] = field(default_factory=lambda: {
+        "facts": 0.30, "direct": 0.10, "copy": 0.10, "twice": 0.10, "recall": 0.25, "latest": 0.15})
 
 
 @dataclass
@@ -86,6 +92,9 @@ class TeacherConfig:
 @dataclass
 class PoolConfig:
     name: str = "synthetic"
+    # synthetic pools: "organism" (closed-world indexed arithmetic, the embedded default) or
+    # "word_problems" (numbers to 999 in seven domains of word problems)
+    suite: str = "organism"
     size: int = 2000  # synthetic: problems generated; jsonl: cap after merging (null = all)
     difficulties: list[int] = field(default_factory=lambda: [1, 5])
     max_operand: int = 10
@@ -149,6 +158,9 @@ class AdaptersConfig:
     # (the levels in `levels`); lora: peft LoRA; full_ft: every weight; none: no training.
     name: str = "lora"
     r: Any = 16  # bottleneck / LoRA rank; lora also takes "auto" (match the hierarchical budget)
+    # hierarchical: "sequential" (Houlsby: the adapter reads the sublayer's output) or "parallel"
+    # (He et al. 2022: it reads the sublayer's input); both add to the sublayer's output
+    form: str = "sequential"
     alpha: Optional[int] = None  # LoRA scale numerator; null = 2·r
     dropout: float = 0.0
     target_modules: Any = "all-linear"
@@ -303,6 +315,7 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "teacher.name": ("symbolic", "openai", "hf_local"),
     "pool.name": ("synthetic", "jsonl"),
+    "pool.suite": ("organism", "word_problems"),
     "pool.domain_classifier": ("rules", "teacher"),
     "data.name": ("curated", "random", "full", "full58k", "no_quality", "no_difficulty", "no_diversity"),
     "adapters.name": ("full", "no_strategic", "no_tactical", "no_operational", "lora", "full_ft", "none"),
@@ -362,7 +375,7 @@ def validate(cfg: DictConfig) -> None:
     for key in positive:
         if not OmegaConf.select(cfg, key) > 0:
             fail(key, "must be > 0")
-    if cfg.model.source == "tiny" and cfg.model.tiny.vocab_size < MIN_TINY_VOCAB:
+    if cfg.model.source == "tiny" and cfg.pool.suite == "word_problems" and cfg.model.tiny.vocab_size < MIN_TINY_VOCAB:
         fail("model.tiny.vocab_size", f"must be >= {MIN_TINY_VOCAB}: the numbers 0-999 alone take 2,000 tokens")
     r = cfg.adapters.r
     if not (isinstance(r, int) and r > 0) and not (r == "auto" and cfg.adapters.name == "lora"):

@@ -71,8 +71,12 @@ class Pipeline:
 
     def _suite(self) -> dict:
         p = self.cfg.pool
-        return {"difficulties": list(p.difficulties), "max_operand": p.max_operand,
-                "domains": list(p.domains) if p.domains else None}
+        suite = {"suite": p.suite, "difficulties": list(p.difficulties), "max_operand": p.max_operand,
+                 "domains": list(p.domains) if p.domains else None}
+        if p.suite == "organism":
+            from reasonbridge.curation.organism import VERSION
+            suite["version"] = VERSION
+        return suite
 
     def _stop(self, name: str) -> bool:
         if STOP_ALIASES.get(self.cfg.stop_after, self.cfg.stop_after) == name:
@@ -107,16 +111,20 @@ class Pipeline:
     def _tiny_model(self, tiny) -> tuple[dict, Callable[[Path], None]]:
         """Stage config and compute function that build a tiny model (the student, or a reference)."""
         cfg = self.cfg
-        config = {"tiny": _slice(tiny), "suite": self._suite(), "seed": cfg.seed}
+        seed = cfg.seed if tiny.seed is None else tiny.seed
+        config = {"tiny": _slice(tiny), "suite": self._suite(), "seed": seed}
 
         def compute(out: Path) -> None:
-            from reasonbridge.models.tiny import build_tiny_student
-            info = build_tiny_student(tiny, seed=cfg.seed, pool_cfg=cfg.pool, out_dir=out / "model",
-                                      progress=cfg.progress)
+            if cfg.pool.suite == "organism":
+                from reasonbridge.models.organism_student import build_organism_student as build
+            else:
+                from reasonbridge.models.tiny import build_tiny_student as build
+            info = build(tiny, seed=seed, pool_cfg=cfg.pool, out_dir=out / "model", progress=cfg.progress)
             write_json_atomic(out / "student.json", {"path": "model", "params": info["params"],
                                                      "pretrain_time_s": info["pretrain"]["time_s"],
                                                      "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"],
-                                                     "fact_accuracy": info["fact_accuracy"]})
+                                                     "fact_accuracy": info["fact_accuracy"],
+                                                     "skills": info.get("skills", {}), "cpu": info.get("cpu", {})})
         return config, compute
 
     def student_path(self, res: StageResult) -> str:
@@ -209,7 +217,7 @@ class Pipeline:
             from reasonbridge.curation.pool import synthetic_benchmark
             s = self._suite()
             return synthetic_benchmark(bcfg.size, seed=cfg.seed, difficulties=list(bcfg.difficulties),
-                                       max_operand=s["max_operand"], domains=s["domains"])
+                                       max_operand=s["max_operand"], domains=s["domains"], suite=s["suite"])
         from reasonbridge.evaluation.benchmarks import load_benchmark
         return load_benchmark(bcfg, seed=cfg.seed)
 
@@ -221,6 +229,8 @@ class Pipeline:
             config["files"] = {p: file_sha256(Path(p)) for p in cfg.pool.paths}
         else:  # the synthetic pool ignores the file options
             config["pool"] = {k: v for k, v in config["pool"].items() if k not in ("paths", "fields", "answer_regex")}
+            if cfg.pool.suite == "organism":
+                config["suite"] = self._suite()
         if cfg.pool.domain_classifier == "teacher":
             config["classifier"] = _slice(cfg.teacher)
 
@@ -233,8 +243,8 @@ class Pipeline:
                 problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),
                                               answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
             else:
-                problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts),
-                                             **self._suite())
+                suite = {k: v for k, v in self._suite().items() if k != "version"}
+                problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts), **suite)
             problems, counts = clean_pool(problems, bench_texts, near_dup_threshold=cfg.pool.near_dup_threshold,
                                           ngram=cfg.pool.decontam_ngram)
             if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:
@@ -581,11 +591,16 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
             metrics["student/params"] = info["params"]
         if "fact_accuracy" in info:
             metrics["student/fact_accuracy"] = info["fact_accuracy"]
+        metrics.update({f"student/{skill}": v for skill, v in info.get("skills", {}).items()})
     if "train" in stages:
         summary = json.loads((stages["train"].path / "train.json").read_text())
         metrics.update({"train/time_s": summary["time_s"], "train/tokens_per_s": summary["tokens_per_s"],
                         "params/trainable": summary["trainable_params"],
                         "params/trainable_pct": summary["trainable_pct"]})
+        if summary.get("cpu"):  # the precision and threads measured fastest on this machine
+            tags.update({"train/cpu_precision": summary["cpu"]["precision"],
+                         "train/cpu_threads": str(summary["cpu"]["threads"])})
+            logger.set_tags(tags)
         # train/loss, train/lr and, with the hierarchical loss, train/loss_out, train/loss_strategic, ...
         logger.log_series([(f"train/{k}", v, h["step"]) for h in summary["history"] for k, v in h.items()
                            if k != "step"])

@@ -25,6 +25,7 @@ from torch import nn
 
 LEVELS = ("strategic", "tactical", "operational")
 POSITIONS = ("attn", "mlp")
+FORMS = ("sequential", "parallel")
 PLACEMENT_FILE = "hierarchical_adapters.json"
 WEIGHTS_FILE = "hierarchical_adapters.safetensors"
 
@@ -39,10 +40,12 @@ class BottleneckAdapter(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def delta(self, h: torch.Tensor) -> torch.Tensor:
         # the adapter keeps fp32 weights on a bf16 base: lr-5e-5 updates would vanish in bf16
-        delta = self.up(nn.functional.gelu(self.down(h.to(self.down.weight.dtype))))
-        return h + delta.to(h.dtype)
+        return self.up(nn.functional.gelu(self.down(h.to(self.down.weight.dtype)))).to(h.dtype)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.delta(h)
 
     @staticmethod
     def count(d: int, r: int) -> int:
@@ -138,7 +141,8 @@ def plan_sites(adapters_cfg, n_layers: int, levels: Iterable[str] | None = None)
 
 
 # -- injection ---------------------------------------------------------------------------
-def _adapt_output(adapter: nn.Module):
+def _adapt_output(adapter: BottleneckAdapter):
+    """Sequential (Houlsby): the adapter reads the sublayer's output and adds to it."""
     def hook(module, args, output):
         if isinstance(output, tuple):  # attention returns (hidden, weights); old MoE blocks (hidden, router)
             return (adapter(output[0]), *output[1:])
@@ -146,20 +150,34 @@ def _adapt_output(adapter: nn.Module):
     return hook
 
 
+def _adapt_parallel(adapter: BottleneckAdapter):
+    """Parallel (He et al., 2022): the adapter reads the sublayer's input, the normalised residual
+    stream, and adds to the sublayer's output."""
+    def hook(module, args, kwargs, output):
+        x = args[0] if args else kwargs["hidden_states"]
+        if isinstance(output, tuple):
+            return (output[0] + adapter.delta(x), *output[1:])
+        return output + adapter.delta(x)
+    return hook
+
+
 class HierarchicalAdapters(nn.Module):
     """The adapters of one model, registered as `model.hierarchical_adapters`."""
 
-    def __init__(self, sites: list[Site], d: int, r: int):
+    def __init__(self, sites: list[Site], d: int, r: int, form: str = "sequential"):
         super().__init__()
-        self.sites, self.d, self.r = sites, d, r
+        if form not in FORMS:
+            raise ValueError(f"adapters.form={form!r}: expected one of {list(FORMS)}")
+        self.sites, self.d, self.r, self.form = sites, d, r, form
         self.adapters = nn.ModuleDict({s.name.replace(".", "_"): BottleneckAdapter(d, r) for s in sites})
         self.handles: list = []
 
     def placement(self) -> dict:
-        return {"kind": "hierarchical", "d": self.d, "r": self.r, "sites": [asdict(s) for s in self.sites]}
+        return {"kind": "hierarchical", "d": self.d, "r": self.r, "form": self.form,
+                "sites": [asdict(s) for s in self.sites]}
 
 
-def attach_hierarchical(model, sites: list[Site], r: int) -> nn.Module:
+def attach_hierarchical(model, sites: list[Site], r: int, form: str = "sequential") -> nn.Module:
     """Freeze the model and hook a trainable bottleneck adapter onto every site; returns the model."""
     if hasattr(model, "hierarchical_adapters"):
         raise ValueError("model already has hierarchical adapters attached")
@@ -167,7 +185,7 @@ def attach_hierarchical(model, sites: list[Site], r: int) -> nn.Module:
         raise ValueError("no adapter sites: at least one level must be placed")
     layers = decoder_layers(model)
     ref = next(model.parameters())
-    module = HierarchicalAdapters(sites, hidden_size(model), r).to(device=ref.device, dtype=torch.float32)
+    module = HierarchicalAdapters(sites, hidden_size(model), r, form).to(device=ref.device, dtype=torch.float32)
     for p in model.parameters():
         p.requires_grad_(False)
     model.hierarchical_adapters = module
@@ -175,7 +193,10 @@ def attach_hierarchical(model, sites: list[Site], r: int) -> nn.Module:
         layer = layers[site.layer]
         target = _attention_child(layer) if site.position == "attn" else _mlp_child(layer)
         adapter = module.adapters[site.name.replace(".", "_")]
-        module.handles.append(target.register_forward_hook(_adapt_output(adapter)))
+        if form == "parallel":
+            module.handles.append(target.register_forward_hook(_adapt_parallel(adapter), with_kwargs=True))
+        else:
+            module.handles.append(target.register_forward_hook(_adapt_output(adapter)))
     return model
 
 
@@ -198,7 +219,8 @@ def load_hierarchical(model, adapter_dir: Path):
     if placement["d"] != hidden_size(model):
         raise ValueError(f"{adapter_dir}: adapters were trained for hidden size {placement['d']}, "
                          f"the model has {hidden_size(model)}")
-    attach_hierarchical(model, [Site(**s) for s in placement["sites"]], placement["r"])
+    attach_hierarchical(model, [Site(**s) for s in placement["sites"]], placement["r"],
+                        placement.get("form", "sequential"))
     state = load_file(str(Path(adapter_dir) / WEIGHTS_FILE))
     model.hierarchical_adapters.adapters.load_state_dict(state)
     return model

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from reasonbridge.curation import organism
 from reasonbridge.curation.synthetic import generate_problems
 from reasonbridge.io import DataError, iter_jsonl
 
@@ -29,8 +30,13 @@ def split_of(problem_text: str) -> str:
 
 
 def generate_split(n: int, *, seed: int, split: str, id_prefix: str, difficulties=(1, 5),
-                   max_operand: int = 20, domains=None, max_rounds: int = 200) -> list[dict]:
-    """`n` distinct synthetic problems from one side of the split, deterministic in `seed`."""
+                   max_operand: int = 20, domains=None, max_rounds: int = 200, suite: str = "word_problems",
+                   stratified: bool = False) -> list[dict]:
+    """`n` distinct synthetic problems from one side of the split, deterministic in `seed`
+    (`stratified`, organism only: equal counts per difficulty and domain)."""
+    if suite == "organism":
+        return organism.generate(n, seed, difficulties=difficulties, domains=domains, id_prefix=id_prefix,
+                                 keep=lambda text: split_of(text) == split, stratified=stratified)
     out: list[dict] = []
     seen: set[str] = set()
     for round_ in range(max_rounds):
@@ -47,15 +53,16 @@ def generate_split(n: int, *, seed: int, split: str, id_prefix: str, difficultie
                        "widen pool.max_operand / difficulties or lower the size")
 
 
-def synthetic_benchmark(size: int, *, seed: int, difficulties, max_operand: int, domains) -> list[dict]:
-    return generate_split(size, seed=seed + 101, split="heldout", id_prefix="bench",
-                          difficulties=difficulties, max_operand=max_operand, domains=domains)
+def synthetic_benchmark(size: int, *, seed: int, difficulties, max_operand: int, domains,
+                        suite: str = "word_problems") -> list[dict]:
+    return generate_split(size, seed=seed + 101, split="heldout", id_prefix="bench", difficulties=difficulties,
+                          max_operand=max_operand, domains=domains, suite=suite, stratified=True)
 
 
 def synthetic_pool(size: int, *, seed: int, difficulties, max_operand: int, domains,
-                   exclude_texts: set[str]) -> tuple[list[dict], int]:
+                   exclude_texts: set[str], suite: str = "word_problems") -> tuple[list[dict], int]:
     """The pool, with any problem whose text appears in an evaluation benchmark removed."""
-    problems = generate_split(size, seed=seed + 202, split="train", id_prefix="pool",
+    problems = generate_split(size, seed=seed + 202, split="train", id_prefix="pool", suite=suite,
                               difficulties=difficulties, max_operand=max_operand, domains=domains)
     kept = [p for p in problems if p["problem"] not in exclude_texts]
     return kept, len(problems) - len(kept)

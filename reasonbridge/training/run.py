@@ -14,6 +14,7 @@ from reasonbridge.io import read_jsonl
 from reasonbridge.models.loading import DTYPES, count_parameters, load_model
 from reasonbridge.prompts import chat
 from reasonbridge.training.sft import TrainSettings, encode_chat, train_causal_lm
+from reasonbridge.training.speed import choose_cpu_settings
 
 HIERARCHICAL = ("full", "no_strategic", "no_tactical", "no_operational")
 TRAINED_FILE = "trained.json"  # in the adapter folder: which kind of weights it holds
@@ -24,7 +25,8 @@ def attach_adapters(model, adapters_cfg):
     name = adapters_cfg.name
     if name in HIERARCHICAL:
         n_layers = model.config.get_text_config().num_hidden_layers
-        return attach_hierarchical(model, plan_sites(adapters_cfg, n_layers), int(adapters_cfg.r))
+        return attach_hierarchical(model, plan_sites(adapters_cfg, n_layers), int(adapters_cfg.r),
+                                   adapters_cfg.form)
     if name == "lora":
         return attach_lora(model, adapters_cfg)
     if name == "full_ft":
@@ -70,6 +72,8 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
     examples = [encode_chat(tokenizer, chat(r["problem"], r["text"]), cfg.train.max_seq_len,
                             segments=(r.get("segments") or []) if loss == "hierarchical" else None) for r in rows]
     t = cfg.train
+    # on CPU: the faster precision (for auto) and thread count, measured on this model and batch
+    cpu = choose_cpu_settings(model, examples[:t.batch_size], requested=t.precision) if t.processes == 1 else {}
     result = train_causal_lm(
         model, examples,
         TrainSettings(lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, grad_accum=t.grad_accum,
@@ -77,7 +81,7 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
                       log_every=t.log_every, loss=loss,
                       loss_weights=OmegaConf.to_container(t.loss_weights) if OmegaConf.is_config(t.loss_weights)
                       else dict(t.loss_weights),
-                      precision=t.precision, gradient_checkpointing=t.gradient_checkpointing,
+                      precision=cpu.get("precision", t.precision), gradient_checkpointing=t.gradient_checkpointing,
                       save_every=t.save_every, checkpoint_dir=checkpoint_dir),
         pad_id=tokenizer.pad_token_id, seed=cfg.seed, progress=cfg.progress, desc=f"train {cfg.adapters.name}",
         on_step=on_step,
@@ -85,7 +89,7 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
     model = result.pop("model")
     if PartialState().is_main_process:  # under `accelerate launch`, rank 0 writes the artifact
         save_trained(model, cfg.adapters.name, out / "adapter")
-    return {**result, "adapters": cfg.adapters.name, "loss": loss, "examples": len(examples),
+    return {**result, "cpu": cpu, "adapters": cfg.adapters.name, "loss": loss, "examples": len(examples),
             "segmented_examples": sum(bool(r.get("segments")) for r in rows) if loss == "hierarchical" else 0,
             "trainable_params": trainable, "total_params": total,
             "trainable_pct": 100.0 * trainable / total}

@@ -12,49 +12,50 @@ import json
 import random
 from typing import Callable
 
-from reasonbridge.curation.synthetic import apply_op, inverse_check, step_ancestors
+from reasonbridge.curation import organism
+from reasonbridge.curation.synthetic import MAX_VALUE, apply_op, inverse_check, step_ancestors
 from reasonbridge.evaluation.answers import extract_boxed
 
 # Part of the teacher's identity: bump it whenever the trace text changes, so a teacher cache
 # (keyed by identity and prompt) never serves traces in an older format.
-TRACE_FORMAT = 1
+TRACE_FORMAT = 2
 DEFECT_KINDS = ("arithmetic_slip", "broken_format", "contradiction", "multiple_answers")
 
 
-def _nudge(rng: random.Random, value: int) -> int:
-    """A nearby, different, non-negative value."""
-    return rng.choice([value + s * k for k in (1, 2, 3) for s in (1, -1) if value + s * k >= 0])
+def _nudge(rng: random.Random, value: int, max_value: int) -> int:
+    """A nearby, different value in [0, max_value]."""
+    return rng.choice([value + s * k for k in (1, 2, 3) for s in (1, -1) if 0 <= value + s * k <= max_value])
 
 
-def _propagate(steps: list[dict], j: int, delta: int) -> list[dict] | None:
+def _propagate(steps: list[dict], j: int, delta: int, max_value: int) -> list[dict] | None:
     """Steps with step j's result off by ``delta`` and every later step recomputed from it."""
     out = [dict(s) for s in steps]
     out[j]["result"] += delta
-    if out[j]["result"] < 0:
+    if not 0 <= out[j]["result"] <= max_value:
         return None
     for s in out[j + 1:]:
         for operand in ("a", "b"):
             if s.get(f"{operand}_src") is not None:
                 s[operand] = out[s[f"{operand}_src"]]["result"]
         s["result"] = apply_op(s["a"], s["op"], s["b"])
-        if s["result"] is None:
+        if s["result"] is None or s["result"] > max_value:
             return None
     return out
 
 
-def _slip(steps: list[dict], check: dict, rng: random.Random) -> tuple[list[dict], dict]:
+def _slip(steps: list[dict], check: dict, rng: random.Random, max_value: int) -> tuple[list[dict], dict]:
     """An arithmetic slip in a step that feeds the answer, carried through to a wrong answer."""
     def deltas(step: dict) -> tuple[int, ...]:  # off by a factor too, so a slipped product can still be undone
         return (1, -1, 2, -2, 3, -3) + ((step["b"], -step["b"]) if step["op"] == "*" else ())
     candidates = [(j, delta) for j in sorted(step_ancestors(steps, len(steps) - 1)) for delta in deltas(steps[j])]
     rng.shuffle(candidates)
     for j, delta in candidates:
-        new = _propagate(steps, j, delta)
+        new = _propagate(steps, j, delta, max_value)
         new_check = inverse_check(new[-1]) if new else None
-        if new_check and new[-1]["result"] != steps[-1]["result"]:
+        if new_check and new_check["result"] <= max_value and new[-1]["result"] != steps[-1]["result"]:
             return new, new_check
     new = [dict(s) for s in steps]  # nothing carries through cleanly: slip the last step alone
-    new[-1]["result"] += 1
+    new[-1]["result"] += 1 if new[-1]["result"] < max_value else -1
     return new, check
 
 
@@ -94,35 +95,47 @@ class SymbolicTeacher:
         roll, kind = rng.random(), rng.choice(DEFECT_KINDS)
         defect = kind if roll < self.defect_rate else None
         steps, check, answer = meta["steps"], meta["check"], problem["answer"]
+        organism_suite = meta.get("suite") == organism.SUITE
+        max_value = organism.MAX_VALUE if organism_suite else MAX_VALUE
         if defect == "arithmetic_slip":
-            steps, check = _slip(steps, check, rng)
+            steps, check = _slip(steps, check, rng, max_value)
             answer = str(steps[-1]["result"])
-        ops = [f"Step {i}: {s['a']} {s['op']} {s['b']} = {s['result']} ({s['what']})" for i, s in enumerate(steps, 1)]
-        final = f"Final Answer: \\boxed{{{answer}}}"
+        if organism_suite:  # one word per token: spaced, as the organism's student reads it
+            box, sep = (lambda a: f"\\boxed{{ {a} }}"), " "
+            ops = [organism.render_step(s, meta["quantity"]) for s in steps]
+            restate = (lambda s, v: f"So {meta['quantity']} is {v}")
+        else:
+            box, sep = (lambda a: f"\\boxed{{{a}}}"), ""
+            ops = [f"Step {i}: {s['a']} {s['op']} {s['b']} = {s['result']} ({s['what']})" for i, s in enumerate(steps, 1)]
+            restate = (lambda s, v: f"So {s['what']} is {v}.")
+        final = f"Final Answer: {box(answer)}"
         if defect == "contradiction":  # restate a quantity just computed, with another value
             j = rng.randrange(len(steps))
-            ops.insert(j + 1, f"So {steps[j]['what']} is {_nudge(rng, steps[j]['result'])}.")
+            ops.insert(j + 1, restate(steps[j], _nudge(rng, steps[j]["result"], max_value)))
         elif defect == "multiple_answers":
-            boxes = [answer, str(_nudge(rng, int(answer)))]
+            boxes = [answer, str(_nudge(rng, int(answer), max_value))]
             rng.shuffle(boxes)
-            final = "Final Answer: " + " or ".join(f"\\boxed{{{b}}}" for b in boxes)
+            final = "Final Answer: " + " or ".join(box(b) for b in boxes)
         elif defect == "broken_format":
             variant = rng.randrange(4)
             if variant == 0:
                 final = f"Final Answer: {answer}"
             elif variant == 1:
-                final = final[:-1]  # unclosed \boxed{
+                final = final[:-1].rstrip()  # unclosed \\boxed{
             elif variant == 2:
-                final = final[:-1] + ")"
+                final = final[:-1].rstrip() + sep + ")"
             else:
                 j = rng.randrange(len(ops))
                 ops[j] = ops[j][:-1]  # unclosed parenthesis around the step's label
-        plan = " ".join(f"{i}) {goal}" for i, goal in enumerate(meta["plan"], 1))
-        text, segments = _assemble(
-            [("strategic", f"Strategy: {meta['strategy']}"), ("tactical", f"Plan: {plan}")]
-            + [("operational", line) for line in ops]
-            + [("operational", f"Check: {check['a']} {check['op']} {check['b']} = {check['result']}, which matches."),
-               ("answer", final)])
+        if organism_suite:
+            lines = organism.render_trace(meta, ops, check, final)
+        else:
+            plan = " ".join(f"{i}) {goal}" for i, goal in enumerate(meta["plan"], 1))
+            lines = ([("strategic", f"Strategy: {meta['strategy']}"), ("tactical", f"Plan: {plan}")]
+                     + [("operational", line) for line in ops]
+                     + [("operational", f"Check: {check['a']} {check['op']} {check['b']} = {check['result']}, "
+                                        "which matches."), ("answer", final)])
+        text, segments = _assemble(lines)
         return {"problem_id": problem["id"], "teacher": self.name, "text": text, "answer": extract_boxed(text),
                 "segments": segments, "defects": [defect] if defect else []}
 

@@ -1,0 +1,123 @@
+"""The model organism: its suite, teacher traces, tokenizer and a micro student built from scratch."""
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from reasonbridge.config import TinyStudentConfig
+from reasonbridge.curation import organism
+from reasonbridge.curation.filters import quality_reasons
+from reasonbridge.curation.pool import split_of, synthetic_benchmark, synthetic_pool
+from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
+from reasonbridge.evaluation.answers import check_exact
+from reasonbridge.inference.state import detect_state
+from reasonbridge.models.organism_student import build_organism_student, organism_tokenizer
+from reasonbridge.prompts import chat
+
+
+def _suite(pool_size=600, bench_size=100):
+    bench = synthetic_benchmark(bench_size, seed=0, difficulties=[1, 5], max_operand=10, domains=None,
+                                suite="organism")
+    pool, _ = synthetic_pool(pool_size, seed=0, difficulties=[1, 5], max_operand=10, domains=None,
+                             exclude_texts={b["problem"] for b in bench}, suite="organism")
+    return pool, bench
+
+
+def test_problems_stay_in_the_closed_world_and_chain_their_steps():
+    pool, _ = _suite()
+    for p in pool:
+        steps = p["meta"]["steps"]
+        assert len(steps) == p["difficulty"]
+        x = p["meta"]["start"]
+        for k, s in enumerate(steps, 1):
+            assert s["a"] == x and organism.apply(s["a"], s["op"], s["b"]) == s["result"]
+            assert all(0 <= v <= organism.MAX_VALUE for v in (s["a"], s["b"], s["result"]))
+            assert s["what"].startswith(f"#{len(steps) + 1 - k} ") and s["what"] in p["problem"]
+            x = s["result"]
+        assert p["answer"] == str(x)
+        check = p["meta"]["check"]
+        assert organism.apply(check["a"], check["op"], check["b"]) == check["result"] == steps[-1]["a"]
+    assert len(Counter(p["domain"] for p in pool)) >= 6
+    assert set(Counter(p["difficulty"] for p in pool)) == {1, 2, 3, 4, 5}
+
+
+def test_generation_is_deterministic_and_the_benchmark_is_stratified_and_held_out():
+    pool, bench = _suite()
+    assert _suite() == (pool, bench)
+    assert Counter(b["difficulty"] for b in bench) == {d: 20 for d in range(1, 6)}
+    assert all(split_of(b["problem"]) == "heldout" for b in bench)
+    assert all(split_of(p["problem"]) == "train" for p in pool)
+    assert not {p["problem"] for p in pool} & {b["problem"] for b in bench}
+
+
+def test_teacher_traces_restate_each_operation_and_are_exactly_right_without_defects():
+    pool, _ = _suite(200)
+    teacher = SymbolicTeacher(defect_rate=0.0)
+    for p in pool:
+        trace = teacher.generate(p)
+        lines = trace["text"].split("\n")
+        for step in p["meta"]["steps"]:
+            assert any(line.startswith(step["what"] + " :") for line in lines)
+        assert check_exact(trace["text"], p["answer"])[0]
+        assert quality_reasons({"text": trace["text"], "problem": p["problem"], "gold": p["answer"]}) == []
+        assert [s["level"] for s in trace["segments"]] == ["strategic", "tactical", "operational", "answer"]
+        assert detect_state(trace["text"].split("Final Answer:")[0], problem=p["problem"]).state == "complete"
+
+
+def test_every_seeded_defect_is_caught_by_the_quality_filter():
+    pool, _ = _suite(1500)
+    teacher = SymbolicTeacher(defect_rate=0.3, seed=1)
+    caught = Counter()
+    for p in pool:
+        trace = teacher.generate(p)
+        if trace["defects"]:
+            reasons = quality_reasons({"text": trace["text"], "problem": p["problem"], "gold": p["answer"]})
+            caught[(trace["defects"][0], bool(reasons))] += 1
+    kinds = {k for k, _ in caught}
+    assert kinds == {"arithmetic_slip", "broken_format", "contradiction", "multiple_answers"}
+    assert all(ok for _, ok in caught), caught  # every defective trace is rejected
+
+
+def test_gii_flags_a_false_arithmetic_claim_in_an_organism_solution():
+    text = "Strategy: apply changes in order\nPlan: from 7 apply #2 #1\n#2 up 3 : 7 + 3 = 11 (temp)"
+    report = detect_state(text, problem="temp 7 #2 up 3 #1 down 8 ?")
+    assert report.state == "uncertain" and any("7 + 3 = 11" in c for c in report.cues)
+
+
+def test_the_word_tokenizer_covers_prompts_traces_and_interventions_and_round_trips():
+    tok = organism_tokenizer()
+    pool, _ = _suite(100)
+    teacher = SymbolicTeacher(defect_rate=1.0)  # defective traces use the same words
+    for p in pool:
+        for text in (tok.apply_chat_template(chat(p["problem"], teacher.generate(p)["text"]), tokenize=False),):
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            assert tok.unk_token_id not in ids, text
+            assert tok.decode(ids) == " ".join(text.split())
+    assert len(tok) < 200
+
+
+def test_pretraining_never_shows_a_worked_solution():
+    examples = organism.pretraining_examples(
+        400, 0, direct_answer=lambda p: (p["problem"].split(), ["Final", "Answer:", p["answer"]]),
+        mix={"facts": 1, "direct": 1, "copy": 1, "twice": 1, "recall": 1})
+    assert {e["kind"] for e in examples} == {"facts", "direct", "copy", "twice", "recall"}
+    for e in examples:
+        assert len(e["words"]) == len(e["loss"]) and any(e["loss"])
+        assert not {"Plan:", "Check:", "Strategy:"} & set(e["words"])
+        # no operation restated before its result (`#k word b : a op b = c`)
+        w = e["words"]
+        assert not any(w[i].startswith("#") and w[i + 3] == ":" and w[i + 5] in "+-*/" and w[i + 7] == "="
+                       for i in range(len(w) - 7))
+
+
+def test_a_micro_student_builds_from_scratch(tmp_path):
+    cfg = TinyStudentConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                            max_position_embeddings=128, pretrain_examples=256, pretrain_batch_size=32)
+    info = build_organism_student(cfg, seed=0, pool_cfg=SimpleNamespace(difficulties=[1, 5], domains=None),
+                                  out_dir=tmp_path / "model", progress=False)
+    assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "model" / "tokenizer.json").exists()
+    assert info["cpu"]["precision"] in ("fp32", "bf16") and info["cpu"]["threads"] >= 1
+    assert set(info["skills"]) == {"facts", "recall"} and all(0 <= v <= 1 for v in info["skills"].values())
+    assert info["pretrain"]["history"][-1]["loss"] < info["pretrain"]["history"][0]["loss"]
