@@ -49,10 +49,16 @@ class Pipeline:
         self.result = PipelineResult()
         self._eval_model: tuple | None = None  # (model, tokenizer), loaded by the first evaluation
         self._joint_done = False  # every pending benchmark was generated and judged in one pass
-        from reasonbridge.evaluation.benchmarks import resolve_path
+        from reasonbridge.evaluation.benchmarks import checker_of, resolve_path
         for bcfg in self.benchmark_configs():  # a missing benchmark file fails before any work
             if bcfg.name not in ("synthetic", "lm_eval") and bcfg.source == "file":
                 resolve_path(bcfg)
+            local = self._local_lm_eval_benchmark(bcfg) if bcfg.name == "lm_eval" else bcfg
+            if local is not None and checker_of(local) == "code":  # so does a code benchmark without a sandbox
+                from reasonbridge.evaluation.sandbox import ISOLATION_NONE, require
+                if require(bcfg.unsafe_unsandboxed_code) == ISOLATION_NONE:
+                    log.warning("benchmark %s: model-written code runs WITHOUT an OS sandbox "
+                                "(benchmark.unsafe_unsandboxed_code=true)", self.benchmark_label(bcfg))
 
     # -- helpers -----------------------------------------------------------------------
     def _key(self, name: str, config, upstream: dict[str, StageResult]) -> str:
@@ -411,7 +417,8 @@ class Pipeline:
                 spec["partial"].unlink(missing_ok=True)
             spec["partial"].parent.mkdir(parents=True, exist_ok=True)
             jobs.append(EvalJob(spec["label"], read_jsonl(bench.path / "problems.jsonl"), spec["checker"],
-                                spec["instruction"], bcfg.code_timeout_s, spec["partial"]))
+                                spec["instruction"], bcfg.code_timeout_s, spec["partial"],
+                                bcfg.unsafe_unsandboxed_code))
         if len(jobs) < 2:
             return
         model, tokenizer = self._load_eval_model(student, trained)
@@ -438,7 +445,8 @@ class Pipeline:
                                             benchmark=label, inference=cfg.inference, seed=cfg.seed,
                                             progress=cfg.progress, checker=spec["checker"],
                                             instruction=spec["instruction"], check_workers=bcfg.check_workers,
-                                            code_timeout_s=bcfg.code_timeout_s, resume_path=partial)
+                                            code_timeout_s=bcfg.code_timeout_s, resume_path=partial,
+                                            unsafe_unsandboxed_code=bcfg.unsafe_unsandboxed_code)
             (out / "predictions").mkdir()
             write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)
@@ -591,10 +599,17 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
                            if k != "step"])
     elif cfg.adapters.name == "none" and not result.stopped_after:
         metrics["params/trainable_pct"] = 0.0
+    isolation: dict[str, str] = {}  # code benchmarks: which isolation judged the run's programs
     for name, res in stages.items():
         if name == "eval" or name.startswith("eval/"):
             for pred in sorted((res.path / "predictions").rglob("*.jsonl")):
                 sub = pred.parent.relative_to(res.path).as_posix()  # predictions or predictions/lm_eval
                 logger.log_artifact(pred, sub)
+                used = sorted({r["isolation"] for r in read_jsonl(pred) if r.get("isolation")})
+                if used:
+                    isolation[f"isolation/{pred.relative_to(res.path / 'predictions').with_suffix('').as_posix()}"] = \
+                        ",".join(used)
+    if isolation:
+        logger.set_tags(isolation)
     metrics.update(result.metrics)
     logger.log_metrics(metrics)

@@ -21,6 +21,7 @@ from lm_eval.api.registry import register_model
 LOCAL_PREFIX = "reasonbridge_"
 _JUDGES: dict[str, object] = {}  # checker name -> Checker, shared by the generated task modules
 VERDICTS: dict[str, dict] = {}  # problem id -> verdict of the last local-task judgement
+UNSAFE_UNSANDBOXED_CODE = False  # the code checker's opt-out of its OS sandbox (benchmark.unsafe_unsandboxed_code)
 
 _TASK_YAML = """\
 task: {task}
@@ -66,7 +67,7 @@ def judge(checker: str, doc: dict, output: str) -> float:
     """Verdict of this harness's checker for one lm-eval document (a row of a local task)."""
     from reasonbridge.evaluation.checkers import Checker
     if checker not in _JUDGES:
-        _JUDGES[checker] = Checker(checker, workers=1)
+        _JUDGES[checker] = Checker(checker, workers=1, unsafe_unsandboxed_code=UNSAFE_UNSANDBOXED_CODE)
     problem = {"problem": doc["problem"], "answer": doc["answer"], "meta": json.loads(doc["meta"])}
     verdict = _JUDGES[checker].check_one(output, problem)
     VERDICTS[doc["id"]] = verdict.as_dict()
@@ -204,6 +205,8 @@ def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, pro
     if task not in manager.all_tasks:
         raise DataError(f"benchmark.task={task!r} is not an lm-eval task (nor reasonbridge_<benchmark>); "
                          "`lm_eval ls tasks` lists them")
+    global UNSAFE_UNSANDBOXED_CODE
+    UNSAFE_UNSANDBOXED_CODE = bool(bcfg.unsafe_unsandboxed_code)
     lm = ReasonBridgeLM(model, tokenizer, inference, seed=seed, progress=progress)
     VERDICTS.clear()
     try:
