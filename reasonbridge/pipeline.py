@@ -252,8 +252,7 @@ class Pipeline:
                 from reasonbridge.curation.teachers import build_teacher
                 teacher = build_teacher(cfg.teacher, seed=cfg.seed)
                 cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
-                budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
-                                cost_usd=cache.cost_usd)
+                budget = Budget.shared(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, cache)
                 counts["domains_classified"] = classify_domains_with_teacher(problems, teacher, cache, budget)
             for p in problems:  # a domain for every problem: from the pool's metadata, else classified
                 p["domain"] = p.get("domain") or classify_domain(p["problem"])
@@ -275,8 +274,7 @@ class Pipeline:
             from reasonbridge.curation.teachers import build_teacher
             teacher = build_teacher(cfg.teacher, seed=cfg.seed)
             cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
-            budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
-                            cost_usd=cache.cost_usd)
+            budget = Budget.shared(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, cache)
             problems = read_jsonl(pool.path / "problems.jsonl")
             traces, usage = collect_traces(teacher, problems, cache, budget)
             write_jsonl(out / "traces.jsonl", traces)
