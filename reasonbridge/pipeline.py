@@ -459,18 +459,25 @@ class Pipeline:
         config = {"inference": _slice(cfg.inference), "task": bcfg.task, "size": bcfg.size,
                   "num_fewshot": bcfg.num_fewshot, "seed": cfg.seed}
         upstream = {"model": trained or student, "benchmark": bench}
+        # the model's answers survive a kill beside the artifact, keyed like it, until it is in place
+        partial = self.cache.path("eval", self._key("eval", config, upstream)).with_suffix(".partial.jsonl")
+        if {"eval", "all"} & set(cfg.force):
+            partial.unlink(missing_ok=True)
 
         def compute(out: Path) -> None:
             from reasonbridge.evaluation.lm_eval_model import run_lm_eval
             model, tokenizer = self._load_eval_model(student, trained)
             local = self._local_lm_eval_benchmark(bcfg)
+            partial.parent.mkdir(parents=True, exist_ok=True)
             predictions, metrics = run_lm_eval(model, tokenizer, bcfg, cfg.inference, label=label, seed=cfg.seed,
                                                problems_file=bench.path / "problems.jsonl" if local else None,
-                                               local=local, workdir=out, progress=cfg.progress)
+                                               local=local, workdir=out, progress=cfg.progress, resume_path=partial)
             (out / "predictions" / label).parent.mkdir(parents=True, exist_ok=True)
             write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)
-        return self._stage("eval", config, upstream, compute, label=self._labels("eval", bcfg))
+        result = self._stage("eval", config, upstream, compute, label=self._labels("eval", bcfg))
+        partial.unlink(missing_ok=True)
+        return result
 
     # -- the whole chain ----------------------------------------------------------------
     def run(self) -> PipelineResult:
