@@ -516,7 +516,8 @@ def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineRes
     after preemption continues the same run instead of opening a second one."""
     import tempfile
 
-    from reasonbridge.tracking.mlflow_run import RunLogger, flatten, preempted_run
+    from reasonbridge.tracking.mlflow_run import (RunLogger, TrackingUnavailable, flatten, preempted_run,
+                                                  resolve_tracking_uri, unreachable)
 
     pipeline = Pipeline(cfg)  # validates before any work or any MLflow run
     if not cfg.progress:
@@ -524,8 +525,15 @@ def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineRes
         transformers.utils.logging.disable_progress_bar()
     t = cfg.tracking
     tags = {"row": t.row, **({"table": t.table} if t.table else {}), **dict(t.tags)}
-    resume = preempted_run(t.uri, run_file) if run_file is not None else None
-    logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags, resume_run_id=resume)
+    try:
+        resume = preempted_run(t.uri, run_file) if run_file is not None else None
+        logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags, resume_run_id=resume)
+    except Exception as e:
+        if not unreachable(e):
+            raise
+        raise TrackingUnavailable(f"the MLflow tracking server at {resolve_tracking_uri(t.uri)} cannot be reached "
+                                  f"({str(e)[:300]}); no work was started. Start it (or set MLFLOW_TRACKING_URI) "
+                                  "and run the same command again") from e
     if run_file is not None:
         write_json_atomic(run_file, {"run_id": logger.run_id, "tracking_uri": logger.uri})
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -540,16 +548,33 @@ def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineRes
         result = pipeline.run()
     except BaseException as e:
         if not preemption.preempted():
-            logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            try:
+                logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            except Exception as lost:  # the server went away too: report the run's own error, not this
+                if not unreachable(lost):
+                    raise
+                log.warning("could not mark MLflow run %s as failed: the tracking server is unreachable",
+                            logger.run_id)
         raise
     finally:
         preemption.remove_callback(mark_preempted)
     result.run_id = logger.run_id
-    _log_stage_outputs(logger, cfg, result)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        logger.log_artifact(Path(tmp) / "config.yaml")
-    logger.finish()
+    try:
+        _log_stage_outputs(logger, cfg, result)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            logger.log_artifact(Path(tmp) / "config.yaml")
+        logger.finish()
+    except Exception as e:
+        if not unreachable(e):
+            raise
+        stages = ", ".join(f"{n}={r.path}" for n, r in result.stages.items())
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {logger.uri} went away before this run's results were logged "
+            f"({str(e)[:300]}). Nothing is lost: every stage's result is in the stage cache ({stages}). Run the "
+            f"same command again once the server is back: no stage is recomputed, and the results are logged to "
+            f"a new MLflow run (run {logger.run_id} stays unfinished). MLFLOW_HTTP_REQUEST_MAX_RETRIES and "
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long a run waits for the server to come back") from e
     log.info("MLflow run %s (experiment %r) at %s", logger.run_id, t.experiment, logger.uri)
     return result
 
