@@ -124,3 +124,13 @@ def test_the_tally_starts_from_the_ledger_and_a_killed_reservation_stays_counted
     other.reserve(0.0)
     with pytest.raises(BudgetExceeded, match="max_queries=5 reached .*sharing"):
         other.reserve(0.0)
+
+
+def test_an_uncapped_job_keeps_no_tally_and_a_capped_one_counts_its_ledger(tmp_path):
+    cache = TeacherCache(tmp_path, {"name": "t"})
+    free = Budget.shared(None, None, cache)
+    free.reserve(0.0)
+    cache.append("k", {"text": "x"}, {"cost_usd": 0.0})
+    free.settle(0.0, 0.0)
+    assert free.tally is None and not cache.budget_path.exists()
+    assert Budget.shared(10, None, TeacherCache(tmp_path, {"name": "t"})).queries == 1

@@ -63,9 +63,11 @@ class Budget:
 
     @classmethod
     def shared(cls, max_queries: int | None, max_cost_usd: float | None, cache: "TeacherCache") -> "Budget":
-        """The caps of every job that uses ``cache``'s ledger, counted together (see the module doc)."""
-        return cls(max_queries, max_cost_usd, queries=cache.queries, cost_usd=cache.cost_usd,
-                   tally=cache.budget_path)
+        """The caps of every job that uses ``cache``'s ledger, counted together (see the module doc).
+        Without a cap there is nothing to enforce, and no tally (a locked read and write per query,
+        ~1-3 ms) is kept: its queries are counted from the ledger by the next capped job."""
+        tally = cache.budget_path if max_queries is not None or max_cost_usd is not None else None
+        return cls(max_queries, max_cost_usd, queries=cache.queries, cost_usd=cache.cost_usd, tally=tally)
 
     @contextlib.contextmanager
     def _shared(self):
