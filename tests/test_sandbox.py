@@ -125,16 +125,33 @@ def test_without_a_sandbox_code_benchmarks_refuse_to_start_unless_opted_into(mon
     assert "isolation: none" in capsys.readouterr().out
 
 
-def test_a_humaneval_run_refuses_to_start_without_a_sandbox(monkeypatch, tmp_path):
+def _humaneval_file(tmp_path):
     import gzip
     import json
-
-    from conftest import compose_config
-    from reasonbridge.pipeline import Pipeline
     he = tmp_path / "HumanEval.jsonl.gz"
     with gzip.open(he, "wt") as f:
-        f.write(json.dumps({"task_id": "HumanEval/0", "prompt": "def f():\n", "test": "def check(c):\n    pass\n",
-                            "entry_point": "f"}) + "\n")
+        for i in range(2):
+            f.write(json.dumps({"task_id": f"HumanEval/{i}", "prompt": "def f():\n",
+                                "test": "def check(c):\n    c()\n", "entry_point": "f"}) + "\n")
+    return he
+
+
+def test_a_humaneval_run_records_the_isolation_that_judged_it(micro_cfg, mlflow_uri, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from reasonbridge.io import read_jsonl
+    from reasonbridge.pipeline import run_experiment
+    result = run_experiment(micro_cfg("adapters=none", "benchmark=humaneval", f"benchmark.path={_humaneval_file(tmp_path)}",
+                                      "eval_limit=2"))
+    preds = read_jsonl(result.stages["eval"].path / "predictions" / "humaneval.jsonl")
+    assert len(preds) == 2 and {p["isolation"] for p in preds} == {sandbox.ISOLATION_BWRAP}
+    assert MlflowClient(mlflow_uri).get_run(result.run_id).data.tags["isolation/humaneval"] == sandbox.ISOLATION_BWRAP
+
+
+def test_a_humaneval_run_refuses_to_start_without_a_sandbox(monkeypatch, tmp_path):
+    from conftest import compose_config
+    from reasonbridge.pipeline import Pipeline
+    he = _humaneval_file(tmp_path)
     overrides = ["benchmark=humaneval", f"benchmark.path={he}", f"paths.cache_dir={tmp_path / 'cache'}"]
     Pipeline(compose_config(overrides))  # a sandbox here: it starts
     monkeypatch.setattr(sandbox, "unavailable_reason", lambda: "`bwrap` is not installed")
