@@ -5,12 +5,22 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-smollm2 test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
+.PHONY: help install sandbox demo demo-smollm2 test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv and install (torch 2.13.0 CPU first, then the known-good pins)
+install: $(VENV)/.installed sandbox ## create .venv and install (torch 2.13.0 CPU first, then the known-good pins)
+
+# bubblewrap: the OS sandbox of the code checker (docs/safety.md); installed with apt-get when root
+sandbox: ## install bubblewrap (the code benchmarks' sandbox) if missing; only says how when not root
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is missing: code benchmarks (humaneval) will refuse to run;" \
+	         "install it with your package manager (apt-get/dnf install bubblewrap)"; \
+	  fi; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

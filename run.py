@@ -35,11 +35,16 @@ def main(cfg: DictConfig) -> float | None:
     preemption.install()
     # the job's own output folder: a requeued job finds its MLflow run id here
     run_file = Path(HydraConfig.get().runtime.output_dir) / "mlflow_run.json"
+    from reasonbridge.evaluation.sandbox import SandboxUnavailable
+    from reasonbridge.tracking.mlflow_run import TrackingUnavailable
     try:
         result = run_experiment(cfg, run_file=run_file)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, SandboxUnavailable) as e:
         log.error("%s", e)
         sys.exit(2)
+    except TrackingUnavailable as e:
+        log.error("%s", e)
+        sys.exit(3)
     for name, value in sorted(result.metrics.items()):
         log.info("%s = %.4g", name, value)
     accs = {k: v for k, v in sorted(result.metrics.items()) if k.startswith("acc/")}

@@ -8,6 +8,11 @@ lock is an OS `flock`, released by the kernel if its holder dies, so it never go
 tests/test_cluster.py kills a holder to check). A run killed mid-stage leaves only a temp
 folder, removed on the next attempt. On a shared filesystem the lock works across nodes
 where the mount supports locking (NFSv4, or NFSv3 with lockd; not `nolock` mounts).
+
+The manifest (`stage.json`) records every file's size and SHA-256. A cached artifact is verified
+against them whenever a run reads it: one that was truncated or changed on disk (a torn copy, a
+full disk, another tool) is never used; it is moved aside to `.corrupt-<key>-<time>/` (kept for
+inspection), logged, and the stage is recomputed.
 """
 from __future__ import annotations
 
@@ -27,6 +32,36 @@ from filelock import FileLock, Timeout
 log = logging.getLogger(__name__)
 
 MANIFEST = "stage.json"
+
+
+def checksums(folder: Path) -> dict[str, dict]:
+    """{relative path: {bytes, sha256}} of every file of an artifact but its manifest."""
+    out = {}
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        with f.open("rb") as fh:
+            out[f.relative_to(folder).as_posix()] = {"bytes": f.stat().st_size,
+                                                     "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+    return out
+
+
+def damaged(folder: Path) -> list[str]:
+    """What no longer matches the manifest's checksums (empty: intact, or a manifest without them)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        return [f"{MANIFEST}: unreadable ({e})"]
+    problems = []
+    for rel, want in (manifest.get("files") or {}).items():
+        f = folder / rel
+        if not f.is_file():
+            problems.append(f"{rel}: missing")
+        elif f.stat().st_size != want["bytes"]:
+            problems.append(f"{rel}: {f.stat().st_size} bytes, expected {want['bytes']}")
+        else:
+            with f.open("rb") as fh:
+                if hashlib.file_digest(fh, "sha256").hexdigest() != want["sha256"]:
+                    problems.append(f"{rel}: contents changed (SHA-256 differs)")
+    return problems
 
 
 def stage_key(stage: str, version: int, config: Any, upstream: dict[str, str] | None = None) -> str:
@@ -72,7 +107,13 @@ class StageCache:
             log.info("stage %s %s: waiting for the job that is computing it (%s.lock)", stage, key, final)
         with lock:
             if (final / MANIFEST).exists() and not forced:
-                return StageResult(stage, key, final, True, time.perf_counter() - start)
+                problems = damaged(final)
+                if not problems:
+                    return StageResult(stage, key, final, True, time.perf_counter() - start)
+                aside = final.parent / f".corrupt-{key}-{int(time.time())}"
+                log.error("stage %s %s: the cached artifact is damaged (%s); moved to %s, recomputing",
+                          stage, key, "; ".join(problems[:5]), aside)
+                final.rename(aside)
             tmp = final.parent / f".tmp-{key}-{socket.gethostname()}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             for stale in final.parent.glob(f".tmp-{key}-*"):  # left by a killed run
@@ -81,7 +122,7 @@ class StageCache:
             try:
                 compute(tmp)
                 manifest = {"stage": stage, "key": key, "created": time.time(),
-                            "seconds": time.perf_counter() - start, **(meta or {})}
+                            "seconds": time.perf_counter() - start, **(meta or {}), "files": checksums(tmp)}
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
                 if final.exists():  # forced recompute replaces the old artifact
                     old = final.parent / f".old-{key}-{os.getpid()}"

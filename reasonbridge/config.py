@@ -259,6 +259,9 @@ class BenchmarkConfig:
     shuffle_choices: bool = True  # multiple choice: options shuffled with a fixed seed per problem
     check_workers: int = 1  # math-verify worker processes (its timeouts need a process main thread); ~5 ms a check
     code_timeout_s: float = 10.0  # humaneval: wall-clock limit of one test run
+    # humaneval: where no OS sandbox (bubblewrap) can run, run model-written code without isolation,
+    # as the harness's user, instead of refusing to start (docs/safety.md); recorded per verdict
+    unsafe_unsandboxed_code: bool = False
     task: Optional[str] = None  # lm_eval: the lm-eval task name (reasonbridge_<benchmark>: a local one)
     num_fewshot: Optional[int] = None  # lm_eval: null = the task's default
 

@@ -49,10 +49,16 @@ class Pipeline:
         self.result = PipelineResult()
         self._eval_model: tuple | None = None  # (model, tokenizer), loaded by the first evaluation
         self._joint_done = False  # every pending benchmark was generated and judged in one pass
-        from reasonbridge.evaluation.benchmarks import resolve_path
+        from reasonbridge.evaluation.benchmarks import checker_of, resolve_path
         for bcfg in self.benchmark_configs():  # a missing benchmark file fails before any work
             if bcfg.name not in ("synthetic", "lm_eval") and bcfg.source == "file":
                 resolve_path(bcfg)
+            local = self._local_lm_eval_benchmark(bcfg) if bcfg.name == "lm_eval" else bcfg
+            if local is not None and checker_of(local) == "code":  # so does a code benchmark without a sandbox
+                from reasonbridge.evaluation.sandbox import ISOLATION_NONE, require
+                if require(bcfg.unsafe_unsandboxed_code) == ISOLATION_NONE:
+                    log.warning("benchmark %s: model-written code runs WITHOUT an OS sandbox "
+                                "(benchmark.unsafe_unsandboxed_code=true)", self.benchmark_label(bcfg))
 
     # -- helpers -----------------------------------------------------------------------
     def _key(self, name: str, config, upstream: dict[str, StageResult]) -> str:
@@ -256,8 +262,7 @@ class Pipeline:
                 from reasonbridge.curation.teachers import build_teacher
                 teacher = build_teacher(cfg.teacher, seed=cfg.seed)
                 cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
-                budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
-                                cost_usd=cache.cost_usd)
+                budget = Budget.shared(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, cache)
                 counts["domains_classified"] = classify_domains_with_teacher(problems, teacher, cache, budget)
             for p in problems:  # a domain for every problem: from the pool's metadata, else classified
                 p["domain"] = p.get("domain") or classify_domain(p["problem"])
@@ -279,8 +284,7 @@ class Pipeline:
             from reasonbridge.curation.teachers import build_teacher
             teacher = build_teacher(cfg.teacher, seed=cfg.seed)
             cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
-            budget = Budget(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, queries=cache.queries,
-                            cost_usd=cache.cost_usd)
+            budget = Budget.shared(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, cache)
             problems = read_jsonl(pool.path / "problems.jsonl")
             traces, usage = collect_traces(teacher, problems, cache, budget)
             write_jsonl(out / "traces.jsonl", traces)
@@ -421,7 +425,8 @@ class Pipeline:
                 spec["partial"].unlink(missing_ok=True)
             spec["partial"].parent.mkdir(parents=True, exist_ok=True)
             jobs.append(EvalJob(spec["label"], read_jsonl(bench.path / "problems.jsonl"), spec["checker"],
-                                spec["instruction"], bcfg.code_timeout_s, spec["partial"]))
+                                spec["instruction"], bcfg.code_timeout_s, spec["partial"],
+                                bcfg.unsafe_unsandboxed_code))
         if len(jobs) < 2:
             return
         model, tokenizer = self._load_eval_model(student, trained)
@@ -448,7 +453,8 @@ class Pipeline:
                                             benchmark=label, inference=cfg.inference, seed=cfg.seed,
                                             progress=cfg.progress, checker=spec["checker"],
                                             instruction=spec["instruction"], check_workers=bcfg.check_workers,
-                                            code_timeout_s=bcfg.code_timeout_s, resume_path=partial)
+                                            code_timeout_s=bcfg.code_timeout_s, resume_path=partial,
+                                            unsafe_unsandboxed_code=bcfg.unsafe_unsandboxed_code)
             (out / "predictions").mkdir()
             write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)
@@ -463,18 +469,25 @@ class Pipeline:
         config = {"inference": _slice(cfg.inference), "task": bcfg.task, "size": bcfg.size,
                   "num_fewshot": bcfg.num_fewshot, "seed": cfg.seed}
         upstream = {"model": trained or student, "benchmark": bench}
+        # the model's answers survive a kill beside the artifact, keyed like it, until it is in place
+        partial = self.cache.path("eval", self._key("eval", config, upstream)).with_suffix(".partial.jsonl")
+        if {"eval", "all"} & set(cfg.force):
+            partial.unlink(missing_ok=True)
 
         def compute(out: Path) -> None:
             from reasonbridge.evaluation.lm_eval_model import run_lm_eval
             model, tokenizer = self._load_eval_model(student, trained)
             local = self._local_lm_eval_benchmark(bcfg)
+            partial.parent.mkdir(parents=True, exist_ok=True)
             predictions, metrics = run_lm_eval(model, tokenizer, bcfg, cfg.inference, label=label, seed=cfg.seed,
                                                problems_file=bench.path / "problems.jsonl" if local else None,
-                                               local=local, workdir=out, progress=cfg.progress)
+                                               local=local, workdir=out, progress=cfg.progress, resume_path=partial)
             (out / "predictions" / label).parent.mkdir(parents=True, exist_ok=True)
             write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
             write_json_atomic(out / "metrics.json", metrics)
-        return self._stage("eval", config, upstream, compute, label=self._labels("eval", bcfg))
+        result = self._stage("eval", config, upstream, compute, label=self._labels("eval", bcfg))
+        partial.unlink(missing_ok=True)
+        return result
 
     # -- the whole chain ----------------------------------------------------------------
     def run(self) -> PipelineResult:
@@ -513,7 +526,8 @@ def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineRes
     after preemption continues the same run instead of opening a second one."""
     import tempfile
 
-    from reasonbridge.tracking.mlflow_run import RunLogger, flatten, preempted_run
+    from reasonbridge.tracking.mlflow_run import (RunLogger, TrackingUnavailable, flatten, preempted_run,
+                                                  resolve_tracking_uri, unreachable)
 
     pipeline = Pipeline(cfg)  # validates before any work or any MLflow run
     if not cfg.progress:
@@ -521,8 +535,15 @@ def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineRes
         transformers.utils.logging.disable_progress_bar()
     t = cfg.tracking
     tags = {"row": t.row, **({"table": t.table} if t.table else {}), **dict(t.tags)}
-    resume = preempted_run(t.uri, run_file) if run_file is not None else None
-    logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags, resume_run_id=resume)
+    try:
+        resume = preempted_run(t.uri, run_file) if run_file is not None else None
+        logger = RunLogger(t.uri, t.experiment, t.run_name or t.row, tags, resume_run_id=resume)
+    except Exception as e:
+        if not unreachable(e):
+            raise
+        raise TrackingUnavailable(f"the MLflow tracking server at {resolve_tracking_uri(t.uri)} cannot be reached "
+                                  f"({str(e)[:300]}); no work was started. Start it (or set MLFLOW_TRACKING_URI) "
+                                  "and run the same command again") from e
     if run_file is not None:
         write_json_atomic(run_file, {"run_id": logger.run_id, "tracking_uri": logger.uri})
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -537,16 +558,33 @@ def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineRes
         result = pipeline.run()
     except BaseException as e:
         if not preemption.preempted():
-            logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            try:
+                logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            except Exception as lost:  # the server went away too: report the run's own error, not this
+                if not unreachable(lost):
+                    raise
+                log.warning("could not mark MLflow run %s as failed: the tracking server is unreachable",
+                            logger.run_id)
         raise
     finally:
         preemption.remove_callback(mark_preempted)
     result.run_id = logger.run_id
-    _log_stage_outputs(logger, cfg, result)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        logger.log_artifact(Path(tmp) / "config.yaml")
-    logger.finish()
+    try:
+        _log_stage_outputs(logger, cfg, result)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            logger.log_artifact(Path(tmp) / "config.yaml")
+        logger.finish()
+    except Exception as e:
+        if not unreachable(e):
+            raise
+        stages = ", ".join(f"{n}={r.path}" for n, r in result.stages.items())
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {logger.uri} went away before this run's results were logged "
+            f"({str(e)[:300]}). Nothing is lost: every stage's result is in the stage cache ({stages}). Run the "
+            f"same command again once the server is back: no stage is recomputed, and the results are logged to "
+            f"a new MLflow run (run {logger.run_id} stays unfinished). MLFLOW_HTTP_REQUEST_MAX_RETRIES and "
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long a run waits for the server to come back") from e
     log.info("MLflow run %s (experiment %r) at %s", logger.run_id, t.experiment, logger.uri)
     return result
 
@@ -606,10 +644,17 @@ def _log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
                            if k != "step"])
     elif cfg.adapters.name == "none" and not result.stopped_after:
         metrics["params/trainable_pct"] = 0.0
+    isolation: dict[str, str] = {}  # code benchmarks: which isolation judged the run's programs
     for name, res in stages.items():
         if name == "eval" or name.startswith("eval/"):
             for pred in sorted((res.path / "predictions").rglob("*.jsonl")):
                 sub = pred.parent.relative_to(res.path).as_posix()  # predictions or predictions/lm_eval
                 logger.log_artifact(pred, sub)
+                used = sorted({r["isolation"] for r in read_jsonl(pred) if r.get("isolation")})
+                if used:
+                    isolation[f"isolation/{pred.relative_to(res.path / 'predictions').with_suffix('').as_posix()}"] = \
+                        ",".join(used)
+    if isolation:
+        logger.set_tags(isolation)
     metrics.update(result.metrics)
     logger.log_metrics(metrics)

@@ -206,3 +206,38 @@ def test_lm_eval_model_scores_loglikelihoods(micro_cfg):
     (rolling,) = lm.loglikelihood_rolling([request("loglikelihood_rolling", (context + continuation,))])
     assert rolling < 0 and rolling == pytest.approx(lm.loglikelihood([request("loglikelihood", ("", context + continuation))])[0][0],
                                                     abs=1e-4)
+
+
+def test_a_killed_lm_eval_evaluation_resumes_from_its_answered_requests(micro_cfg, monkeypatch):
+    import reasonbridge.evaluation.evaluate as ev
+
+    cfg = micro_cfg("adapters=none", "benchmark=lm_eval", "benchmark.task=reasonbridge_gsm8k", "eval_limit=8",
+                    "inference.batch_size=1", "seed=5")
+    label = "lm_eval/reasonbridge_gsm8k"
+    generated: list[int] = []
+    real = ev._generate
+
+    def dies_on_second_chunk(model, tokenizer, prompts, *a, **k):
+        if generated:  # the first chunk (4 requests) was answered and saved; die in the second
+            raise KeyboardInterrupt
+        generated.append(len(prompts))
+        return real(model, tokenizer, prompts, *a, **k)
+
+    monkeypatch.setattr(ev, "_generate", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg)
+
+    def counting(model, tokenizer, prompts, *a, **k):
+        generated.append(len(prompts))
+        return real(model, tokenizer, prompts, *a, **k)
+
+    monkeypatch.setattr(ev, "_generate", counting)
+    resumed = run_experiment(cfg)
+    assert generated == [4, 4]  # only the requests not answered before the kill
+    preds = read_jsonl(resumed.stages["eval"].path / "predictions" / f"{label}.jsonl")
+    assert resumed.metrics[f"n/{label}"] == 8 and not list(resumed.stages["eval"].path.parent.glob("*.partial.jsonl"))
+    fresh = run_experiment(micro_cfg("adapters=none", "benchmark=lm_eval", "benchmark.task=reasonbridge_gsm8k",
+                                     "eval_limit=8", "inference.batch_size=1", "seed=5", "force=[eval]"))
+    assert generated == [4, 4, 4, 4]  # forced: everything again
+    assert read_jsonl(fresh.stages["eval"].path / "predictions" / f"{label}.jsonl") == preds
+    assert fresh.metrics[f"acc/{label}"] == resumed.metrics[f"acc/{label}"]

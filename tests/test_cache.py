@@ -65,3 +65,32 @@ def test_concurrent_processes_compute_once(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert log.read_text().count("computed") == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_damaged_artifact_is_detected_on_read_and_recomputed(tmp_path, damage, caplog):
+    calls = []
+
+    def compute(out: Path):
+        calls.append(1)
+        (out / "model").mkdir()
+        (out / "model" / "weights.bin").write_bytes(bytes(range(256)) * 64)
+        (out / "metrics.json").write_text('{"acc": 0.5}')
+
+    cache = StageCache(tmp_path)
+    first = cache.run("s", "k", compute)
+    weights = first.path / "model" / "weights.bin"
+    if damage == "truncate":  # a torn write by something outside the harness
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "flip":  # same size, other contents
+        data = bytearray(weights.read_bytes())
+        data[5000] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    else:
+        (first.path / "metrics.json").unlink()
+    again = cache.run("s", "k", compute)
+    assert not again.hit and len(calls) == 2  # never used: recomputed
+    assert weights.read_bytes() == bytes(range(256)) * 64 and (again.path / "metrics.json").exists()
+    assert "damaged" in caplog.text and "weights.bin" in caplog.text or "metrics.json: missing" in caplog.text
+    assert len(list(tmp_path.glob("s/.corrupt-k-*"))) == 1  # kept aside for inspection
+    assert cache.run("s", "k", compute).hit and len(calls) == 2  # intact again: read from the cache

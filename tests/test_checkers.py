@@ -97,7 +97,7 @@ def test_humaneval_completion_runs_against_the_tests_in_a_sandbox():
     assert not slow.correct and "timed out" in slow.reason
     net = check_code("    import socket\n    socket.create_connection(('pypi.org', 443))\n    return a + b\n",
                      PROMPT, TESTS, "add")
-    assert not net.correct and "disabled" in net.reason
+    assert not net.correct and net.isolation == "bwrap"  # escapes: tests/test_sandbox.py
     greedy = check_code("    x = bytearray(4 << 30)\n    return a + b\n", PROMPT, TESTS, "add")
     assert not greedy.correct and "MemoryError" in greedy.reason  # 4 GB is past the 1 GB address-space limit
     assert check_code("   ", PROMPT, TESTS, "add").reason == NO_ANSWER

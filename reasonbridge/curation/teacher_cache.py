@@ -6,12 +6,18 @@ line is one finished query: its key (teacher identity, prompt, sampling paramete
 response, and provenance (teacher, endpoint, time, token usage, cost). A line is written with
 one `write` + `fsync` under a lock; a torn last line (a kill mid-write) is ignored on load.
 
-The budget (`Budget`) counts queries and spend already in the ledger, so its caps hold across
-restarts; within a run a query reserves its worst-case cost before it is sent and settles to
-the real cost after, so concurrent queries cannot overshoot either cap.
+The budget (`Budget`) caps queries and spend for everything that uses one ledger: a query
+reserves (one query, its worst-case cost) before it is sent and settles to the real cost after.
+With ``Budget.shared(...)`` (what the pipeline uses) reservations go through a small tally file
+beside the ledger (`<identity-hash>.budget.json`) under a file lock, so concurrent jobs on one
+machine or one shared filesystem (a sweep's local launcher, SLURM arrays) together never send
+more than ``max_queries`` or spend more than ``max_cost_usd``, and the caps hold across restarts.
+A job killed with a query in flight leaves that query counted at its worst-case cost (it may have
+been billed); delete the tally with the ledger to start a teacher's budget afresh.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,32 +42,81 @@ class BudgetExceeded(RuntimeError):
 
 
 class Budget:
-    """Hard caps on queries and cost. ``reserve`` before a query, ``settle`` after it."""
+    """Hard caps on queries and cost. ``reserve`` before a query, ``settle`` after it.
+
+    Without ``tally`` the counts live in this object (one process); with it (``Budget.shared``)
+    they live in that JSON file, read and updated under its file lock at every reserve and settle,
+    so every process that shares the file shares the caps."""
 
     def __init__(self, max_queries: int | None, max_cost_usd: float | None, *, queries: int = 0,
-                 cost_usd: float = 0.0):
+                 cost_usd: float = 0.0, tally: str | os.PathLike | None = None):
         self.max_queries, self.max_cost = max_queries, max_cost_usd
-        self.queries, self.cost = queries, cost_usd  # spent, including earlier runs
-        self._reserved_cost = 0.0
+        self.queries, self.cost = queries, cost_usd  # spent, including earlier runs (and other jobs)
+        self._reserved_cost = 0.0  # worst cases of queries in flight (with a tally: in every job)
         self._lock = threading.Lock()
+        self.tally = Path(tally) if tally is not None else None
+        if self.tally is not None:
+            self._file_lock = FileLock(str(self.tally) + ".lock")
+            with self._shared() as counts:  # the tally never counts less than the ledger holds
+                counts["queries"] = max(counts["queries"], queries)
+                counts["cost_usd"] = max(counts["cost_usd"], cost_usd)
+
+    @classmethod
+    def shared(cls, max_queries: int | None, max_cost_usd: float | None, cache: "TeacherCache") -> "Budget":
+        """The caps of every job that uses ``cache``'s ledger, counted together (see the module doc).
+        Without a cap there is nothing to enforce, and no tally (a locked read and write per query,
+        ~1-3 ms) is kept: its queries are counted from the ledger by the next capped job."""
+        tally = cache.budget_path if max_queries is not None or max_cost_usd is not None else None
+        return cls(max_queries, max_cost_usd, queries=cache.queries, cost_usd=cache.cost_usd, tally=tally)
+
+    @contextlib.contextmanager
+    def _shared(self):
+        """The tally's counts under the file lock, written back (atomically) on leaving."""
+        with self._file_lock:
+            try:
+                counts = json.loads(self.tally.read_text())
+            except FileNotFoundError:
+                counts = {"queries": self.queries, "cost_usd": self.cost, "in_flight_usd": 0.0}
+            yield counts
+            tmp = self.tally.with_name(self.tally.name + ".tmp")
+            tmp.write_text(json.dumps(counts))
+            tmp.replace(self.tally)
+            self.queries, self.cost, self._reserved_cost = counts["queries"], counts["cost_usd"], counts["in_flight_usd"]
+
+    def _check(self, worst_cost: float) -> None:
+        where = f" by every job sharing {self.tally}" if self.tally is not None else ""
+        if self.max_queries is not None and self.queries + 1 > self.max_queries:
+            raise BudgetExceeded(f"teacher.max_queries={self.max_queries} reached "
+                                 f"({self.queries} queries sent so far{where}, this run and earlier ones); "
+                                 "finished answers are cached: raise the cap to continue")
+        if self.max_cost is not None and self.cost + self._reserved_cost + worst_cost > self.max_cost + 1e-12:
+            raise BudgetExceeded(f"teacher.max_cost_usd={self.max_cost} would be exceeded: spent "
+                                 f"${self.cost:.6f}{where}, in flight up to ${self._reserved_cost:.6f}, next query "
+                                 f"up to ${worst_cost:.6f}; finished answers are cached: raise the cap to continue")
 
     def reserve(self, worst_cost: float) -> None:
         with self._lock:
-            if self.max_queries is not None and self.queries + 1 > self.max_queries:
-                raise BudgetExceeded(f"teacher.max_queries={self.max_queries} reached "
-                                     f"({self.queries} queries sent so far, this run and earlier ones); "
-                                     "finished answers are cached: raise the cap to continue")
-            if self.max_cost is not None and self.cost + self._reserved_cost + worst_cost > self.max_cost + 1e-12:
-                raise BudgetExceeded(f"teacher.max_cost_usd={self.max_cost} would be exceeded: spent "
-                                     f"${self.cost:.6f}, in flight up to ${self._reserved_cost:.6f}, next query "
-                                     f"up to ${worst_cost:.6f}; finished answers are cached: raise the cap to continue")
-            self.queries += 1
-            self._reserved_cost += worst_cost
+            if self.tally is None:
+                self._check(worst_cost)
+                self.queries += 1
+                self._reserved_cost += worst_cost
+                return
+            with self._shared() as counts:
+                self.queries, self.cost, self._reserved_cost = (counts["queries"], counts["cost_usd"],
+                                                                counts["in_flight_usd"])
+                self._check(worst_cost)  # raising leaves the tally as it was
+                counts["queries"] += 1
+                counts["in_flight_usd"] += worst_cost
 
     def settle(self, worst_cost: float, actual_cost: float) -> None:
         with self._lock:
-            self._reserved_cost -= worst_cost
-            self.cost += actual_cost
+            if self.tally is None:
+                self._reserved_cost -= worst_cost
+                self.cost += actual_cost
+                return
+            with self._shared() as counts:
+                counts["in_flight_usd"] = max(0.0, counts["in_flight_usd"] - worst_cost)
+                counts["cost_usd"] += actual_cost
 
 
 class TeacherCache:
@@ -70,6 +125,7 @@ class TeacherCache:
     def __init__(self, root: str | os.PathLike, identity: dict):
         self.identity = identity
         self.path = Path(root) / "teacher" / f"{_digest(identity)[:16]}.jsonl"
+        self.budget_path = self.path.with_suffix(".budget.json")  # Budget.shared's tally
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._file_lock = FileLock(str(self.path) + ".lock")

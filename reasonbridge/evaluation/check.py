@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt", default="", help="humaneval: the function prompt")
     ap.add_argument("--tests", help="humaneval: the test code defining check(candidate)")
     ap.add_argument("--entry-point", help="humaneval: the function's name")
+    ap.add_argument("--unsafe-unsandboxed-code", action="store_true",
+                    help="humaneval: run the program without an OS sandbox when none is available (unsafe)")
     args = ap.parse_args(argv)
     name = args.checker or SPECS[args.benchmark].checker
     if name == "code":
@@ -39,11 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.benchmark == "gsm8k" and "####" in gold:
             gold = gsm8k_gold(gold)
         problem = {"problem": "", "answer": gold, "meta": {"choices": args.choices} if args.choices else {}}
-    with Checker(name, workers=1) as checker:
-        verdict = checker.check_one(args.pred, problem)
+    from reasonbridge.evaluation.sandbox import SandboxUnavailable
+    try:
+        with Checker(name, workers=1, unsafe_unsandboxed_code=args.unsafe_unsandboxed_code) as checker:
+            verdict = checker.check_one(args.pred, problem)
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"extracted: {verdict.extracted!r}")
     print(f"verdict:   {'correct' if verdict.correct else 'wrong'} ({verdict.reason})")
     print(f"checker:   {verdict.checker}")
+    if verdict.isolation:
+        print(f"isolation: {verdict.isolation}")
     return 0 if verdict.correct else 1
 
 

@@ -6,8 +6,9 @@
   integer  AIME: the answer as an integer ("025" = 25)
   choice   multiple choice: the option letter, extracted robustly
   bbh      BIG-Bench Hard: exact match after BBH's normalisation
-  code     HumanEval: the completion runs against the tests in a fresh interpreter with a timeout,
-           memory/CPU/file-size limits and no sockets or subprocesses
+  code     HumanEval: the completion runs against the tests in a fresh interpreter inside an OS
+           sandbox (sandbox.py: bubblewrap namespaces, read-only filesystem, rlimits), with a
+           timeout; without one it refuses to start unless benchmark.unsafe_unsandboxed_code=true
 
 An output without an answer is wrong with the reason "no answer extracted"; nothing a model
 writes makes a checker raise.
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reasonbridge.evaluation import sandbox
 from reasonbridge.evaluation.answers import check_exact, extract_boxed
 
 NO_ANSWER = "no answer extracted"
@@ -35,6 +37,7 @@ class Verdict:
     extracted: str | None
     checker: str
     reason: str
+    isolation: str | None = None  # code: which isolation ran the program (sandbox.ISOLATION_*)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -226,8 +229,9 @@ def check_bbh(output: str, gold: str) -> Verdict:
 # -- code (HumanEval) ----------------------------------------------------------------------
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
 
-# Prepended to every program: resource limits, then no sockets and no subprocesses. Set inside
-# the child rather than in a preexec_fn, which is unsafe in a process that runs threads.
+# Prepended to a program only on the unsafe path (benchmark.unsafe_unsandboxed_code=true, no OS
+# sandbox): resource limits, then a few Python functions replaced. That is no isolation (a program
+# imports _socket or ctypes and gets past it); the sandbox sets its limits with prlimit instead.
 _GUARD = """\
 import resource as _r
 for _lim, _val in (({as_}, {memory}), ({cpu}, {cpu_s}), ({fsize}, {fsize_bytes}), ({core}, 0)):
@@ -255,7 +259,7 @@ def extract_code(output: str) -> str | None:
 
 
 def build_program(prompt: str, completion: str, tests: str, entry_point: str, *, memory_mb: int = 1024,
-                  cpu_s: int = 11) -> str:
+                  cpu_s: int = 11, guard: bool = True) -> str:
     """A complete function from the model (with `def entry_point`) replaces the prompt's stub,
     keeping the prompt's imports; anything else continues the prompt."""
     if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", completion, re.MULTILINE):
@@ -263,12 +267,21 @@ def build_program(prompt: str, completion: str, tests: str, entry_point: str, *,
         body = f"{imports}\n{completion}"
     else:
         body = prompt + completion
-    return f"{_guard(memory_mb, cpu_s)}\n{body}\n\n{tests}\n\ncheck({entry_point})\n"
+    prelude = _guard(memory_mb, cpu_s) if guard else ""
+    return f"{prelude}\n{body}\n\n{tests}\n\ncheck({entry_point})\n"
 
 
-def run_program(program: str, *, timeout_s: float = 10.0) -> tuple[bool, str]:
-    """(passed, reason) for a Python program (resource limits in its own prelude) run in a fresh
-    isolated interpreter, in an empty temporary folder, with a minimal environment."""
+def run_program(program: str, *, timeout_s: float = 10.0,
+                isolation: str = sandbox.ISOLATION_BWRAP) -> tuple[bool, str]:
+    """(passed, reason) for a Python program run in a fresh interpreter: inside the OS sandbox, or
+    with ``sandbox.ISOLATION_NONE`` (opted into) unisolated, as the harness's own user, in an empty
+    temporary folder with a minimal environment (resource limits then come from its prelude)."""
+    if isolation == sandbox.ISOLATION_BWRAP:
+        try:
+            proc = sandbox.run(program, timeout_s=timeout_s, limits=sandbox.Limits(cpu_s=int(timeout_s) + 1))
+        except subprocess.TimeoutExpired:
+            return False, f"timed out after {timeout_s:g}s"
+        return _outcome(proc)
     with tempfile.TemporaryDirectory(prefix="reasonbridge-code-") as tmp:
         script = Path(tmp) / "program.py"
         script.write_text(program)
@@ -278,30 +291,40 @@ def run_program(program: str, *, timeout_s: float = 10.0) -> tuple[bool, str]:
                                   text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             return False, f"timed out after {timeout_s:g}s"
+    return _outcome(proc)
+
+
+def _outcome(proc: subprocess.CompletedProcess) -> tuple[bool, str]:
     if proc.returncode == 0:
         return True, "passed all tests"
     err = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     return False, f"failed: {err[-1][:200] if err else f'exit status {proc.returncode}'}"
 
 
-def check_code(output: str, prompt: str, tests: str, entry_point: str, *, timeout_s: float = 10.0) -> Verdict:
+def check_code(output: str, prompt: str, tests: str, entry_point: str, *, timeout_s: float = 10.0,
+               isolation: str = sandbox.ISOLATION_BWRAP) -> Verdict:
     code = extract_code(output)
     if code is None:
-        return Verdict(False, None, "code", NO_ANSWER)
-    program = build_program(prompt, code, tests, entry_point, cpu_s=int(timeout_s) + 1)
-    passed, reason = run_program(program, timeout_s=timeout_s)
-    return Verdict(passed, code, "code", reason)
+        return Verdict(False, None, "code", NO_ANSWER, isolation)
+    program = build_program(prompt, code, tests, entry_point, cpu_s=int(timeout_s) + 1,
+                            guard=isolation != sandbox.ISOLATION_BWRAP)
+    passed, reason = run_program(program, timeout_s=timeout_s, isolation=isolation)
+    return Verdict(passed, code, "code", reason, isolation)
 
 
 # -- dispatch ------------------------------------------------------------------------------
 class Checker:
     """Judges batches of (output, problem) for one checker; a context manager, so the math
-    worker pool is shut down when evaluation ends."""
+    worker pool is shut down when evaluation ends. The code checker raises
+    `sandbox.SandboxUnavailable` here, before any work, when no OS sandbox can run and
+    ``unsafe_unsandboxed_code`` is not set."""
 
-    def __init__(self, name: str, *, workers: int = 2, code_timeout_s: float = 10.0):
+    def __init__(self, name: str, *, workers: int = 2, code_timeout_s: float = 10.0,
+                 unsafe_unsandboxed_code: bool = False):
         if name not in CHECKERS:
             raise ValueError(f"unknown checker {name!r}; expected one of {CHECKERS}")
         self.name, self.workers, self.code_timeout_s = name, workers, code_timeout_s
+        self.isolation = sandbox.require(unsafe_unsandboxed_code) if name == "code" else None
         self._math = MathVerifier(workers) if name == "math" else None
 
     def __enter__(self) -> "Checker":
@@ -328,7 +351,7 @@ class Checker:
             def one(pair):
                 o, p = pair
                 return check_code(o, p["problem"], p["meta"]["tests"], p["meta"]["entry_point"],
-                                  timeout_s=self.code_timeout_s)
+                                  timeout_s=self.code_timeout_s, isolation=self.isolation)
             with ThreadPoolExecutor(self.workers) as pool:  # each test runs in its own subprocess
                 return list(pool.map(one, zip(outputs, problems)))
         verdicts = []

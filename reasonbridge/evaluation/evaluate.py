@@ -64,12 +64,14 @@ class EvalJob:
     instruction: str = INSTRUCTION
     code_timeout_s: float = 10.0
     resume_path: Path | None = None
+    unsafe_unsandboxed_code: bool = False  # code: run without an OS sandbox where none is available
 
 
 def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inference, seed: int = 0,
              progress: bool = True, checker: str = "exact", instruction: str = INSTRUCTION,
              check_workers: int = 2, code_timeout_s: float = 10.0,
-             resume_path: Path | None = None, teacher_forced: bool = True) -> tuple[list[dict], dict[str, float]]:
+             resume_path: Path | None = None, teacher_forced: bool = True,
+             unsafe_unsandboxed_code: bool = False) -> tuple[list[dict], dict[str, float]]:
     """Return one prediction record per problem and sample, and the benchmark's metrics.
 
     With ``inference.num_samples`` > 1 every problem gets that many records (field
@@ -77,7 +79,7 @@ def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inferenc
     Problems are generated and judged in chunks; with ``resume_path`` each judged chunk is
     appended there, and a re-run skips every problem already in it.
     """
-    job = EvalJob(benchmark, problems, checker, instruction, code_timeout_s, resume_path)
+    job = EvalJob(benchmark, problems, checker, instruction, code_timeout_s, resume_path, unsafe_unsandboxed_code)
     return evaluate_many(model, tokenizer, [job], inference=inference, seed=seed, progress=progress,
                          check_workers=check_workers, teacher_forced=teacher_forced)[0]
 
@@ -107,12 +109,14 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
     chunk = max(inference.batch_size, 1) * 4
     desc = f"evaluate {'+'.join(job.benchmark for job in jobs)}"
     with ExitStack() as stack:
-        judges: dict[tuple[str, float], Checker] = {}  # one per checker, started only for work left to judge
+        judges: dict[tuple, Checker] = {}  # one per checker, started only for work left to judge
         pending = {e[0] for e in todo}
+        judge_of = [(job.checker, job.code_timeout_s, job.unsafe_unsandboxed_code) for job in jobs]
         for j, job in enumerate(jobs):
-            if j in pending and (job.checker, job.code_timeout_s) not in judges:
-                judges[job.checker, job.code_timeout_s] = stack.enter_context(
-                    Checker(job.checker, workers=check_workers, code_timeout_s=job.code_timeout_s))
+            if j in pending and judge_of[j] not in judges:
+                judges[judge_of[j]] = stack.enter_context(
+                    Checker(job.checker, workers=check_workers, code_timeout_s=job.code_timeout_s,
+                            unsafe_unsandboxed_code=job.unsafe_unsandboxed_code))
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             if api:
@@ -124,8 +128,7 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
                 mine = [(e, out) for e, out in zip(part, outputs) if e[0] == j]
                 if not mine:
                     continue
-                verdicts = judges[job.checker, job.code_timeout_s].check([out["output"] for _, out in mine],
-                                                                        [e[1] for e, _ in mine])
+                verdicts = judges[judge_of[j]].check([out["output"] for _, out in mine], [e[1] for e, _ in mine])
                 records = [_record(e[1], e[2], e[3], out, v) for (e, out), v in zip(mine, verdicts)]
                 for r in records:
                     done[j][(r["id"], r["sample"])] = r
@@ -168,4 +171,5 @@ def _record(p: dict, prompt: str, sample: int, out: dict, verdict) -> dict:
         "end_of_thinking": out["end_of_thinking"],
         "domain": p.get("domain"), "difficulty": p.get("difficulty"),
         "steps": step_counts(out["output"], reference_operations(p)),
+        **({"isolation": verdict.isolation} if verdict.isolation else {}),
     }

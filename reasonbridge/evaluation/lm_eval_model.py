@@ -21,6 +21,7 @@ from lm_eval.api.registry import register_model
 LOCAL_PREFIX = "reasonbridge_"
 _JUDGES: dict[str, object] = {}  # checker name -> Checker, shared by the generated task modules
 VERDICTS: dict[str, dict] = {}  # problem id -> verdict of the last local-task judgement
+UNSAFE_UNSANDBOXED_CODE = False  # the code checker's opt-out of its OS sandbox (benchmark.unsafe_unsandboxed_code)
 
 _TASK_YAML = """\
 task: {task}
@@ -66,7 +67,7 @@ def judge(checker: str, doc: dict, output: str) -> float:
     """Verdict of this harness's checker for one lm-eval document (a row of a local task)."""
     from reasonbridge.evaluation.checkers import Checker
     if checker not in _JUDGES:
-        _JUDGES[checker] = Checker(checker, workers=1)
+        _JUDGES[checker] = Checker(checker, workers=1, unsafe_unsandboxed_code=UNSAFE_UNSANDBOXED_CODE)
     problem = {"problem": doc["problem"], "answer": doc["answer"], "meta": json.loads(doc["meta"])}
     verdict = _JUDGES[checker].check_one(output, problem)
     VERDICTS[doc["id"]] = verdict.as_dict()
@@ -95,17 +96,55 @@ def write_local_task(problems: list[dict], benchmark: str, checker: str, instruc
     return task
 
 
+def _request_key(kind: str, args) -> str:
+    import hashlib
+    return hashlib.sha256(json.dumps([kind, list(args)], sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _read_answered(path: Path | None) -> dict[str, dict]:
+    """Requests answered before a kill (a half-written last line is dropped)."""
+    done: dict[str, dict] = {}
+    if path is None or not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[rec["key"]] = rec
+    return done
+
+
 @register_model("reasonbridge")
 class ReasonBridgeLM(LM):
     """A loaded model + tokenizer; generation goes through the configured inference strategy."""
 
     def __init__(self, model, tokenizer, inference, *, seed: int = 0, progress: bool = False,
-                 batch_size: int = 8):
+                 batch_size: int = 8, resume_path: Path | None = None):
         super().__init__()
         self.model, self.tokenizer, self.inference = model, tokenizer, inference
         self.seed, self.progress, self.batch_size = seed, progress, batch_size
         self.generations: dict[str, dict] = {}  # context -> generation record (tokens, interventions)
         self.max_length = getattr(model.config, "max_position_embeddings", 2048)
+        # answered requests, appended chunk by chunk: a killed evaluation resumes without redoing them
+        self.resume_path = resume_path
+        self.answered: dict[str, dict] = _read_answered(resume_path)
+
+    def _answer(self, kind: str, requests, compute) -> list:
+        """Results of ``requests`` in order: saved ones from ``resume_path``, the rest by ``compute``
+        in chunks (each appended there as soon as it is done)."""
+        keys = [_request_key(kind, r.args) for r in requests]
+        todo = [i for i, k in enumerate(keys) if k not in self.answered]
+        chunk = max(getattr(self.inference, "batch_size", 1), 1) * 4
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            records = [{"key": keys[i], **rec} for i, rec in zip(part, compute([requests[i] for i in part], start))]
+            for rec in records:
+                self.answered[rec["key"]] = rec
+            if self.resume_path is not None:
+                with self.resume_path.open("a", encoding="utf-8") as f:
+                    f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        return [self.answered[k] for k in keys]
 
     @property
     def tokenizer_name(self) -> str:
@@ -121,17 +160,26 @@ class ReasonBridgeLM(LM):
 
     def generate_until(self, requests) -> list[str]:
         from reasonbridge.evaluation.evaluate import _generate
-        contexts = [r.args[0] for r in requests]
-        outputs = _generate(self.model, self.tokenizer, contexts, contexts, self.inference, seed=self.seed,
-                            progress=self.progress, desc="lm-eval generate")
+
+        def compute(part, start: int) -> list[dict]:
+            contexts = [r.args[0] for r in part]
+            outputs = _generate(self.model, self.tokenizer, contexts, contexts, self.inference,
+                                seed=self.seed + start, progress=self.progress, desc="lm-eval generate")
+            records = []
+            for req, out in zip(part, outputs):
+                text = out["output"]
+                for stop in (req.args[1] or {}).get("until", []) or []:
+                    if stop and stop in text:
+                        text = text[:text.index(stop)]
+                records.append({"result": text, "generation": {
+                    "output": text, "tokens": out["tokens"], "interventions": out["interventions"],
+                    "budget_exhausted": out["budget_exhausted"]}})
+            return records
+
         texts = []
-        for ctx, req, out in zip(contexts, requests, outputs):
-            text = out["output"]
-            for stop in (req.args[1] or {}).get("until", []) or []:
-                if stop and stop in text:
-                    text = text[:text.index(stop)]
-            self.generations[ctx] = {**out, "output": text}
-            texts.append(text)
+        for req, rec in zip(requests, self._answer("generate_until", requests, compute)):
+            self.generations[req.args[0]] = rec["generation"]
+            texts.append(rec["result"])
         return texts
 
     def _encode(self, text: str) -> list[int]:
@@ -151,23 +199,25 @@ class ReasonBridgeLM(LM):
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         self.model.eval()
-        out = []
-        for r in requests:
-            context, continuation = r.args
-            out.append(self._logprobs(self._encode(context), self._encode(continuation)))
-        return out
+
+        def compute(part, _start: int) -> list[dict]:
+            return [{"result": list(self._logprobs(self._encode(r.args[0]), self._encode(r.args[1])))} for r in part]
+        return [tuple(rec["result"]) for rec in self._answer("loglikelihood", requests, compute)]
 
     def loglikelihood_rolling(self, requests) -> list[float]:
         self.model.eval()
-        out = []
-        for r in requests:
-            ids = self._encode(r.args[0])
-            total, window = 0.0, self.max_length
-            for start in range(0, len(ids), window):  # disjoint windows, each conditioned on its predecessor's tail
-                context = ids[max(0, start - window // 2):start]
-                total += self._logprobs(context, ids[start:start + window])[0] if ids[start:start + window] else 0.0
-            out.append(total)
-        return out
+
+        def compute(part, _start: int) -> list[dict]:
+            out = []
+            for r in part:
+                ids = self._encode(r.args[0])
+                total, window = 0.0, self.max_length
+                for start in range(0, len(ids), window):  # disjoint windows, each conditioned on its predecessor's tail
+                    context = ids[max(0, start - window // 2):start]
+                    total += self._logprobs(context, ids[start:start + window])[0] if ids[start:start + window] else 0.0
+                out.append({"result": total})
+            return out
+        return [rec["result"] for rec in self._answer("loglikelihood_rolling", requests, compute)]
 
 
 def _primary_metric(task_results: dict) -> tuple[str, float]:
@@ -184,9 +234,12 @@ def _primary_metric(task_results: dict) -> tuple[str, float]:
 
 
 def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, problems_file: Path | None,
-                local, workdir: Path, progress: bool) -> tuple[list[dict], dict[str, float]]:
+                local, workdir: Path, progress: bool,
+                resume_path: Path | None = None) -> tuple[list[dict], dict[str, float]]:
     """Run lm-eval task ``bcfg.task`` (a local reasonbridge_<benchmark> one when ``local`` is its
-    config) with the model; return prediction records and the harness's metrics."""
+    config) with the model; return prediction records and the harness's metrics. With
+    ``resume_path`` every answered request is appended there, and a re-run after a kill sends the
+    model only the requests not in it."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -204,7 +257,9 @@ def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, pro
     if task not in manager.all_tasks:
         raise DataError(f"benchmark.task={task!r} is not an lm-eval task (nor reasonbridge_<benchmark>); "
                          "`lm_eval ls tasks` lists them")
-    lm = ReasonBridgeLM(model, tokenizer, inference, seed=seed, progress=progress)
+    global UNSAFE_UNSANDBOXED_CODE
+    UNSAFE_UNSANDBOXED_CODE = bool(bcfg.unsafe_unsandboxed_code)
+    lm = ReasonBridgeLM(model, tokenizer, inference, seed=seed, progress=progress, resume_path=resume_path)
     VERDICTS.clear()
     try:
         results = lm_eval.simple_evaluate(model=lm, tasks=[task], num_fewshot=bcfg.num_fewshot, limit=bcfg.size,

@@ -1,4 +1,9 @@
-"""MLflow at the edge: one run per pipeline invocation, logged in batches."""
+"""MLflow at the edge: one run per pipeline invocation, logged in batches.
+
+A tracking server that cannot be reached (after MLflow's own retries: MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+default 7, with exponential backoff, about 4 minutes) ends the run with `TrackingUnavailable`, a
+message that says where the results are and how to log them; a server that comes back within the
+retries is simply used (see docs/safety.md)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -14,6 +19,25 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PARAM_BATCH, METRIC_BATCH = 100, 1000
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server could not be reached (after MLflow's retries)."""
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or one it was raised from) says the tracking server could not be reached."""
+    import requests
+    markers = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+               "Read timed out", "Connection aborted", "RemoteDisconnected")
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            return True
+        if any(m in str(seen) for m in markers):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "hydra-core", "mlflow", "tokenizers")
 
 
