@@ -7,7 +7,8 @@ gives each task's state and pending reason. Then:
   0 done, 0 failed, 1 running, 2 pending`);
 - a task that wrote its result is done (or failed, with the exception it raised);
 - a task SLURM ended without a result (CANCELLED, FAILED, TIMEOUT, OUT_OF_MEMORY,
-  NODE_FAIL, ..., pending or running) is failed at once; COMPLETED or PREEMPTED without a
+  NODE_FAIL, ..., pending or running) is failed at once (a pending array task that vanishes
+  was cancelled: `scancel <array>_<i>` leaves no record); COMPLETED or PREEMPTED without a
   result get `grace_s` for the result file to appear (slow shared filesystems) or a requeue;
 - a task pending for a reason waiting cannot fix (`slurm.fatal_reason`) cancels everything
   the sweep submitted and stops the watch (`Fatal`).
@@ -117,8 +118,12 @@ class SweepWatch:
             info = states.get(task.job_id)
             if info is None:  # the controller did not answer: keep the last known state
                 continue
+            before = task.state
             task.state, task.reason, task.node = normal_state(info["State"]), info.get("Reason", ""), \
                 info.get("NodeList", "")
+            if task.state == GONE and before in ("SUBMITTED", "PENDING"):
+                # `scancel <array>_<i>` of a pending task removes it from the array: no record at all
+                task.state, task.detail = "CANCELLED", "it vanished from SLURM while pending (cancelled)"
             why = fatal_reason(task.state, task.reason)
             if why and fatal is None:
                 fatal = Fatal(task, task.reason, why)
@@ -155,7 +160,7 @@ class SweepWatch:
         task.outcome = "failed"
         if task.state == GONE:
             task.detail = "SLURM no longer knows the job (it ended before MinJobAge) and it left no result"
-        else:
+        elif not task.detail:  # (set already for a task that vanished while pending)
             task.detail = f"SLURM ended it as {task.state} before it wrote a result"
         task.error = RuntimeError(f"task #{task.index} ({task.label}), SLURM job {task.job_id}: {task.detail}")
 

@@ -132,7 +132,11 @@ def test_cancelled_pending_and_killed_running_tasks_fail_at_the_next_poll(tmp_pa
 
 
 def test_a_forgotten_job_without_result_fails_and_completed_waits_for_its_result(tmp_path):
-    tasks, watch = _watch(tmp_path, [{"5_0": (GONE, ""), "5_1": ("COMPLETED", "None")}] * 2, n=2)
+    tasks, watch = _watch(tmp_path, [{"5_0": ("RUNNING", ""), "5_1": ("COMPLETED", "None"), "5_2": (GONE, "")},
+                                     {"5_0": (GONE, ""), "5_1": ("COMPLETED", "None")},
+                                     {"5_1": ("COMPLETED", "None")}])
+    watch.poll()  # a pending array task cancelled alone leaves no record at all
+    assert tasks[2].outcome == "failed" and tasks[2].state == "CANCELLED" and "vanished" in tasks[2].detail
     watch.poll()
     assert tasks[0].outcome == "failed" and "no longer knows" in tasks[0].detail
     assert tasks[1].outcome is None  # COMPLETED but no result file yet: a slow filesystem gets grace_s
