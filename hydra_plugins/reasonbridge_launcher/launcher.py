@@ -81,9 +81,9 @@ class _SweepMixin:
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and len(job_overrides) > 0
-        self._prepare_tracking(job_overrides)
         executor = self._executor()
         self._before_submit(executor, len(job_overrides))
+        self._prepare_tracking(job_overrides)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
