@@ -157,3 +157,19 @@ def test_a_pending_reason_waiting_cannot_fix_cancels_the_whole_sweep(tmp_path, m
     assert fatal is not None and fatal.reason == "PartitionTimeLimit" and fatal.task.index == 1
     assert (tmp_path / "scancelled").read_text().split() == ["5"]
     assert [t.outcome for t in tasks] == ["failed"] * 3 and {t.state for t in tasks} == {"CANCELLED"}
+
+
+def test_a_cancelled_array_task_whose_id_is_the_arrays_does_not_requeue_itself(tmp_path, monkeypatch):
+    """`scontrol show job 40` lists all of array 40's tasks; task 1 (JobId 40) reads its own line."""
+    from reasonbridge import preemption
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(
+        "#!/bin/sh\necho 'JobId=40 ArrayJobId=40 ArrayTaskId=1 JobState=COMPLETING Reason=None'\n"
+        "echo 'JobId=41 ArrayJobId=40 ArrayTaskId=0 JobState=COMPLETED Reason=None'\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "40")
+    assert preemption._cancelled_on_slurm()
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    assert not preemption._cancelled_on_slurm()
