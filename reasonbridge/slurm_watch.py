@@ -26,6 +26,7 @@ from reasonbridge.slurm import GONE, fatal_reason, is_active, normal_state, quer
 
 log = logging.getLogger(__name__)
 GRACE_STATES = {"COMPLETED", "PREEMPTED"}
+WAITING = {"SUBMITTED", "PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"}  # counted as pending
 
 
 @dataclass
@@ -81,8 +82,8 @@ def _ranges(indices: list[int]) -> str:
 def _tally(tasks: list[Task]) -> str:
     done = sum(t.outcome == "done" for t in tasks)
     failed = sum(t.outcome == "failed" for t in tasks)
-    running = sum(t.outcome is None and t.state == "RUNNING" for t in tasks)
-    pending = sum(t.outcome is None and t.state != "RUNNING" for t in tasks)
+    pending = sum(t.outcome is None and t.state in WAITING for t in tasks)
+    running = sum(t.outcome is None for t in tasks) - pending  # running, completing, suspended, ...
     return f"{done} done, {failed} failed, {running} running, {pending} pending"
 
 
