@@ -121,7 +121,9 @@ if base is not None:
             from reasonbridge.slurm import use_scontrol_fallback
 
             use_scontrol_fallback()
-            self._cluster = rq.read_cluster() if self.params.get("check_request", True) else None
+            check = self.params.get("check_request", True)
+            # the partition decides a null timeout_min even when the check is off
+            self._cluster = rq.read_cluster() if check or self.params.get("timeout_min") is None else None
             request = rq.Request.from_params(self.params)
             part = None
             if self._cluster:
@@ -135,7 +137,7 @@ if base is not None:
                 executor.update_parameters(timeout_min=minutes)
                 request.timeout_min = minutes
             self._request = request
-            if not self.params.get("check_request", True):
+            if not check:
                 return
             slurm = executor._executor  # the SlurmExecutor inside submitit's AutoExecutor
             script = _make_sbatch_string(command="true", folder=slurm.folder, map_count=num_jobs if num_jobs > 1 else None,
