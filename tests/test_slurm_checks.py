@@ -173,3 +173,16 @@ def test_a_cancelled_array_task_whose_id_is_the_arrays_does_not_requeue_itself(t
     assert preemption._cancelled_on_slurm()
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     assert not preemption._cancelled_on_slurm()
+
+
+def test_a_job_scontrol_forgot_is_read_from_accounting_when_there_is_some(tmp_path, monkeypatch):
+    from reasonbridge.slurm import normal_state, query_states
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in (("scontrol", 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1'),
+                         ("sacct", 'printf "JobID|State|NodeList\\n41_3|CANCELLED by 0|None assigned\\n"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    states = query_states(["41_3", "41_4"])
+    assert normal_state(states["41_3"]["State"]) == "CANCELLED" and states["41_4"]["State"] == GONE
