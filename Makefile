@@ -81,7 +81,7 @@ slurm-down: ## stop the local SLURM started by slurm-up (its jobs are cancelled)
 	sweeps/slurm_local.sh down
 
 test-slurm: install ## only the cluster tests: real SLURM (own daemons), local launcher preemption, cache locks
-	$(PY) -m pytest -q tests/test_slurm.py tests/test_cluster.py
+	$(PY) -m pytest -q tests/test_slurm.py tests/test_slurm_checks.py tests/test_cluster.py
 
 clean: ## remove Hydra outputs and test caches (keeps the stage cache and MLflow store)
 	rm -rf outputs multirun .pytest_cache

@@ -145,7 +145,13 @@ def _cancelled_on_slurm() -> bool:
                              timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return False
-    fields = dict(re.findall(r"(\w+)=(\S*)", out))
+    # one task of an array has the array's own id as its JobId, and `scontrol show job <that id>`
+    # lists every task of the array, one line each: read this job's own line
+    fields: dict[str, str] = {}
+    for line in out.splitlines():
+        found = dict(re.findall(r"(\w+)=(\S*)", line))
+        if found.get("JobId") == job_id:
+            fields = found
     preempted = fields.get("PreemptTime", "None") not in ("None", "")
     return fields.get("JobState") in ("COMPLETING", "CANCELLED") and not preempted
 
