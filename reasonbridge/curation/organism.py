@@ -22,7 +22,7 @@ import random
 from typing import Callable
 
 SUITE = "organism"
-VERSION = 4  # part of the stage-cache keys of everything generated from the suite: bump on any change
+VERSION = 6  # part of the stage-cache keys of everything generated from the suite: bump on any change
 MAX_VALUE = 20
 NUMBERS = [str(n) for n in range(MAX_VALUE + 1)]
 MAX_STEPS = 5
@@ -163,7 +163,8 @@ def _fact(rng: random.Random) -> list[str]:
 
 
 def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, float], difficulties=(1, 5),
-                         domains=None, keep: Callable[[str], bool] | None = None) -> list[dict]:
+                         domains=None, keep: Callable[[str], bool] | None = None,
+                         words: list[str] | None = None) -> list[dict]:
     """Word-level pre-training examples that never show a worked multi-step solution.
 
     Each is ``{"words": [...], "loss": [bool per word]}``; ``direct_answer(problem)`` returns the
@@ -173,7 +174,12 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
       solution (``#2 down 8 : 15 - 8 = 7 (temp)``) with a random first operand, never chained
       (loss on what follows that operand);
     - ``direct``: a problem answered at once, no working (loss on the answer);
-    - ``copy``: a random word sequence, then the same again (loss on the copy);
+    - ``copy``: a random sequence of numbers, indices and domain words, one in five drawn from all of
+      ``words`` (default: the organism's vocabulary), then the same again (loss on the copy). Every
+      word is thereby read and written in pre-training, as a
+      real student has met every word of its vocabulary: a word never predicted keeps its random
+      initial embedding, which (tied to the output layer) the adapters of a frozen base cannot
+      make it win against trained words;
     - ``twice``: a problem written twice (loss on the second);
     - ``recall``: a problem, then some of its operations asked back by index (``#2`` -> ``down 8``);
     - ``latest``: a start value and labelled values (``12 (temp)``) among restated operations, then
@@ -186,6 +192,7 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
     problems = generate(n, seed + 1, difficulties=difficulties, domains=domains, id_prefix="pre", keep=keep,
                         distinct=False)
     pieces = NUMBERS + INDEX + [w for _, q, ops in DOMAINS.values() for w in [q, *ops.values()]]
+    every_word = list(words or vocabulary())
     out = []
     for p in problems:
         kind = rng.choices(kinds, weights)[0]
@@ -207,7 +214,7 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
             prompt, answer = direct_answer(p)
             words, loss = prompt + answer, [False] * len(prompt) + [True] * len(answer)
         elif kind == "copy":
-            seq = [rng.choice(pieces) for _ in range(rng.randint(3, 12))]
+            seq = [rng.choice(every_word if rng.random() < 0.2 else pieces) for _ in range(rng.randint(3, 12))]
             words, loss = seq + [":"] + seq, [False] * (len(seq) + 1) + [True] * len(seq)
         elif kind == "twice":
             words, loss = text + [";"] + text, [False] * (len(text) + 1) + [True] * len(text)

@@ -41,9 +41,14 @@ def word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     return fast
 
 
-def organism_tokenizer() -> PreTrainedTokenizerFast:
+def organism_words() -> list[str]:
+    """The organism's words plus the prompt instruction's and the intervention phrases'."""
     phrases = [p for pool in default_phrases().values() for p in pool]
-    return word_tokenizer(organism.vocabulary([INSTRUCTION, *phrases]))
+    return organism.vocabulary([INSTRUCTION, *phrases])
+
+
+def organism_tokenizer() -> PreTrainedTokenizerFast:
+    return word_tokenizer(organism_words())
 
 
 def encode_words(tokenizer, words: list[str], loss: list[bool]) -> dict:
@@ -64,7 +69,7 @@ def build_organism_student(cfg: TinyStudentConfig, *, seed: int, pool_cfg, out_d
     drills = organism.pretraining_examples(
         cfg.pretrain_examples, seed + 7001, direct_answer=direct_answer, mix=dict(cfg.drills),
         difficulties=tuple(pool_cfg.difficulties), domains=pool_cfg.domains,
-        keep=lambda text: split_of(text) == "train")
+        keep=lambda text: split_of(text) == "train", words=organism_words())
     examples = [encode_words(tokenizer, d["words"], d["loss"]) for d in drills]
     unknown = sum(i == tokenizer.unk_token_id for e in examples for i in e["input_ids"])
     if unknown:
