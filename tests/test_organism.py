@@ -1,6 +1,7 @@
 """The model organism: its suite, teacher traces, tokenizer and a micro student built from scratch."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 from types import SimpleNamespace
 
@@ -105,11 +106,14 @@ def test_pretraining_never_shows_a_worked_solution():
     assert {e["kind"] for e in examples} == {"facts", "direct", "copy", "twice", "recall"}
     for e in examples:
         assert len(e["words"]) == len(e["loss"]) and any(e["loss"])
-        assert not {"Plan:", "Check:", "Strategy:"} & set(e["words"])
-        # no operation restated before its result (`#k word b : a op b = c`)
+        if e["kind"] != "copy":  # copies are random words, any word of the vocabulary
+            assert not {"Plan:", "Check:", "Strategy:"} & set(e["words"])
+        # solution lines (`#k word b : a op b = c (q)`) appear one at a time, never chained: no line
+        # starts from the result of the line before it
         w = e["words"]
-        assert not any(w[i].startswith("#") and w[i + 3] == ":" and w[i + 5] in "+-*/" and w[i + 7] == "="
-                       for i in range(len(w) - 7))
+        lines = [(int(w[i + 4]), int(w[i + 8])) for i in range(len(w) - 9)
+                 if w[i].startswith("#") and w[i + 3] == ":" and w[i + 5] in "+-*/" and w[i + 7] == "="]
+        assert all(a != previous_result for (_, previous_result), (a, _) in zip(lines, lines[1:]))
 
 
 def test_a_micro_student_builds_from_scratch(tmp_path):
@@ -120,4 +124,5 @@ def test_a_micro_student_builds_from_scratch(tmp_path):
     assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "model" / "tokenizer.json").exists()
     assert info["cpu"]["precision"] in ("fp32", "bf16") and info["cpu"]["threads"] >= 1
     assert set(info["skills"]) == {"facts", "recall"} and all(0 <= v <= 1 for v in info["skills"].values())
-    assert info["pretrain"]["history"][-1]["loss"] < info["pretrain"]["history"][0]["loss"]
+    vocab = len(organism_tokenizer())
+    assert info["pretrain"]["history"][-1]["loss"] < math.log(vocab)  # better than a uniform guess

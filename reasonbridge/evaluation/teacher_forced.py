@@ -5,7 +5,7 @@ ask whether its greedy prediction from the tokens before it is that token, and p
 by the part of the trace the token belongs to:
 
 - ``strategy``, ``plan``, ``check``, ``answer``: the lines of those names;
-- ``step_text``: a step's wording (``Step 2:``, ``=``, the quantity's name);
+- ``step_text``: a step's wording (``Step 2:`` or the restated ``#2 up 4 :``, ``=``, the quantity's name);
 - ``operand``, ``operation``, ``result``: the numbers and the sign of ``a op b = c``.
 
 A student that writes well-formed solutions with the wrong numbers scores high on the first
@@ -23,7 +23,8 @@ from reasonbridge.prompts import INSTRUCTION, chat
 
 PARTS = ("strategy", "plan", "step_text", "operand", "operation", "result", "check", "answer")
 _LINE_PARTS = {"Strategy:": "strategy", "Plan:": "plan", "Check:": "check", "Final Answer:": "answer"}
-_STEP = re.compile(r"Step \d+: (\d+) ([-+*/]) (\d+) = (\d+)")
+# a step line of the word problems (`Step 2: 3 + 4 = 7 (cost)`) or of the organism (`#2 up 4 : 3 + 4 = 7 (temp)`)
+_STEP = re.compile(r"(?:Step \d+:|#\d+ \S+ \d+ :) (\d+) ([-+*/]) (\d+) = (\d+)")
 
 
 def trace_parts(text: str) -> list[str]:

@@ -25,7 +25,10 @@ from reasonbridge.training.speed import choose_cpu_settings
 
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<|unk|>"]
 # Words are separated by single spaces; decoding joins tokens with one, so text round-trips.
-CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endfor %}"
+# A prompt is rendered on one line, so decoding the prompt's tokens gives the prompt back.
+CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|> "
+                 "{% if message['role'] == 'user' %}{{ message['content'] | replace('\n', ' ') }}"
+                 "{% else %}{{ message['content'] }}{% endif %} <|end|> {% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|> {% endif %}")
 
 

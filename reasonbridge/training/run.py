@@ -18,6 +18,7 @@ from reasonbridge.training.speed import choose_cpu_settings
 
 HIERARCHICAL = ("full", "no_strategic", "no_tactical", "no_operational")
 TRAINED_FILE = "trained.json"  # in the adapter folder: which kind of weights it holds
+CPU_FILE = "cpu.json"  # in the checkpoint folder: the precision and threads the run trains with
 
 
 def attach_adapters(model, adapters_cfg):
@@ -72,8 +73,19 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
     examples = [encode_chat(tokenizer, chat(r["problem"], r["text"]), cfg.train.max_seq_len,
                             segments=(r.get("segments") or []) if loss == "hierarchical" else None) for r in rows]
     t = cfg.train
-    # on CPU: the faster precision (for auto) and thread count, measured on this model and batch
-    cpu = choose_cpu_settings(model, examples[:t.batch_size], requested=t.precision) if t.processes == 1 else {}
+    # on CPU: the faster precision (for auto) and thread count, measured on this model and batch;
+    # a resumed run keeps the first attempt's choice, so it ends exactly where an uninterrupted one would
+    cpu = {}
+    if t.processes == 1:
+        saved = Path(checkpoint_dir) / CPU_FILE if checkpoint_dir else None
+        if saved is not None and saved.exists():
+            cpu = json.loads(saved.read_text())
+            torch.set_num_threads(cpu["threads"])
+        else:
+            cpu = choose_cpu_settings(model, examples[:t.batch_size], requested=t.precision)
+            if saved is not None:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                saved.write_text(json.dumps(cpu))
     result = train_causal_lm(
         model, examples,
         TrainSettings(lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, grad_accum=t.grad_accum,
