@@ -158,8 +158,9 @@ class AdaptersConfig:
     # (the levels in `levels`); lora: peft LoRA; full_ft: every weight; none: no training.
     name: str = "lora"
     r: Any = 16  # bottleneck / LoRA rank; lora also takes "auto" (match the hierarchical budget)
-    # hierarchical: "sequential" (Houlsby: the adapter reads the sublayer's output) or "parallel"
-    # (He et al. 2022: it reads the sublayer's input); both add to the sublayer's output
+    # hierarchical: "sequential" (Houlsby: the adapter reads the sublayer's output and adds to it),
+    # "parallel" (He et al. 2022: it reads the sublayer's input, adds to its output) or "input" (it
+    # reads and changes the sublayer's input: after attention, queries, keys and values see it)
     form: str = "sequential"
     alpha: Optional[int] = None  # LoRA scale numerator; null = 2·r
     dropout: float = 0.0
@@ -322,6 +323,7 @@ CHOICES = {
     "pool.domain_classifier": ("rules", "teacher"),
     "data.name": ("curated", "random", "full", "full58k", "no_quality", "no_difficulty", "no_diversity"),
     "adapters.name": ("full", "no_strategic", "no_tactical", "no_operational", "lora", "full_ft", "none"),
+    "adapters.form": ("sequential", "parallel", "input"),
     "train.loss": ("auto", "hierarchical", "sft"),
     "train.precision": ("auto", "bf16", "fp32"),
     "inference.name": ("none", "budget_forcing", "gii"),

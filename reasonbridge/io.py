@@ -39,6 +39,19 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
     return list(iter_jsonl(path, required))
 
 
+def read_appended(path: str | Path | None) -> list[dict]:
+    """The records of an append-only progress log written before a kill; a torn line is dropped."""
+    if path is None or not Path(path).exists():
+        return []
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     n = 0
     with Path(path).open("w", encoding="utf-8") as f:

@@ -76,13 +76,19 @@ class Pipeline:
         return res
 
     def _suite(self) -> dict:
+        """The synthetic generators' arguments."""
         p = self.cfg.pool
-        suite = {"suite": p.suite, "difficulties": list(p.difficulties), "max_operand": p.max_operand,
-                 "domains": list(p.domains) if p.domains else None}
-        if p.suite == "organism":
+        return {"suite": p.suite, "difficulties": list(p.difficulties), "max_operand": p.max_operand,
+                "domains": list(p.domains) if p.domains else None}
+
+    def _suite_key(self) -> dict:
+        """What stages built from the synthetic suite are keyed on: its arguments and, for the
+        organism, its version (its generator changes with the code, not with the config)."""
+        key = self._suite()
+        if key["suite"] == "organism":
             from reasonbridge.curation.organism import VERSION
-            suite["version"] = VERSION
-        return suite
+            key["version"] = VERSION
+        return key
 
     def _stop(self, name: str) -> bool:
         if STOP_ALIASES.get(self.cfg.stop_after, self.cfg.stop_after) == name:
@@ -118,7 +124,7 @@ class Pipeline:
         """Stage config and compute function that build a tiny model (the student, or a reference)."""
         cfg = self.cfg
         seed = cfg.seed if tiny.seed is None else tiny.seed
-        config = {"tiny": _slice(tiny), "suite": self._suite(), "seed": seed}
+        config = {"tiny": _slice(tiny), "suite": self._suite_key(), "seed": seed}
 
         def compute(out: Path) -> None:
             if cfg.pool.suite == "organism":
@@ -170,14 +176,15 @@ class Pipeline:
         config: dict = {"seed": cfg.seed}
         keep = ("name", "size", "source", "fields", "hub", "hub_config", "split", "subsets", "shuffle_choices")
         if bcfg.name == "synthetic":
-            config.update(benchmark={k: _slice(bcfg)[k] for k in ("name", "size", "difficulties")}, suite=self._suite())
+            config.update(benchmark={k: _slice(bcfg)[k] for k in ("name", "size", "difficulties")},
+                          suite=self._suite_key())
         elif bcfg.name == "lm_eval":
             config.update(benchmark={"name": "lm_eval", "task": bcfg.task, "size": bcfg.size,
                                      "num_fewshot": bcfg.num_fewshot})
             local = self._local_lm_eval_benchmark(bcfg)
             if local is not None and local.name == "synthetic":
                 config["local"] = {"benchmark": {k: _slice(local)[k] for k in ("name", "size", "difficulties")},
-                                   "suite": self._suite()}
+                                   "suite": self._suite_key()}
             elif local is not None:
                 config["local"] = self._benchmark_source_key(local, keep)
         else:
@@ -236,7 +243,7 @@ class Pipeline:
         else:  # the synthetic pool ignores the file options
             config["pool"] = {k: v for k, v in config["pool"].items() if k not in ("paths", "fields", "answer_regex")}
             if cfg.pool.suite == "organism":
-                config["suite"] = self._suite()
+                config["suite"] = self._suite_key()
         if cfg.pool.domain_classifier == "teacher":
             config["classifier"] = _slice(cfg.teacher)
 
@@ -249,8 +256,8 @@ class Pipeline:
                 problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),
                                               answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
             else:
-                suite = {k: v for k, v in self._suite().items() if k != "version"}
-                problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts), **suite)
+                problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts),
+                                             **self._suite())
             problems, counts = clean_pool(problems, bench_texts, near_dup_threshold=cfg.pool.near_dup_threshold,
                                           ngram=cfg.pool.decontam_ngram)
             if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:

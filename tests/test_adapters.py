@@ -183,3 +183,25 @@ def test_smollm2_takes_the_hierarchical_adapters_and_trains(micro_cfg):
     assert result["steps"] == 1 and result["precision"] == "bf16"
     ups = [a.up.weight for a in result["model"].hierarchical_adapters.adapters.values()]
     assert all(w.abs().sum() > 0 for w in ups)  # every adapter got a gradient through the real model
+
+
+@pytest.mark.parametrize("form", ["sequential", "parallel", "input"])
+def test_every_adapter_form_starts_as_identity_acts_once_trained_and_reloads_as_itself(form, tmp_path):
+    model = small_model()
+    ids = torch.randint(0, 64, (2, 10))
+    with torch.no_grad():
+        base = model(ids).logits
+    model = attach_adapters(model, adapters_cfg("full", f"adapters.form={form}"))
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, base, atol=1e-6)
+        for adapter in model.hierarchical_adapters.adapters.values():
+            adapter.up.weight.normal_(0, 0.5)
+        moved = model(ids).logits
+    assert not torch.allclose(moved, base, atol=1e-3)
+    save_trained(model, "full", tmp_path / "trained" / "adapter")
+    small_model().save_pretrained(tmp_path / "base")
+    _tokenizer_for(tmp_path / "base")
+    reloaded, _ = load_trained(str(tmp_path / "base"), tmp_path / "trained")
+    assert reloaded.hierarchical_adapters.form == form
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, moved, atol=1e-5)

@@ -25,7 +25,7 @@ from torch import nn
 
 LEVELS = ("strategic", "tactical", "operational")
 POSITIONS = ("attn", "mlp")
-FORMS = ("sequential", "parallel")
+FORMS = ("sequential", "parallel", "input")
 PLACEMENT_FILE = "hierarchical_adapters.json"
 WEIGHTS_FILE = "hierarchical_adapters.safetensors"
 
@@ -150,6 +150,16 @@ def _adapt_output(adapter: BottleneckAdapter):
     return hook
 
 
+def _adapt_input(adapter: BottleneckAdapter):
+    """Input: the adapter reads the sublayer's input and adds to it, so the sublayer itself sees
+    the change (after attention: its queries, keys and values)."""
+    def hook(module, args, kwargs):
+        if args:
+            return (adapter(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": adapter(kwargs["hidden_states"])}
+    return hook
+
+
 def _adapt_parallel(adapter: BottleneckAdapter):
     """Parallel (He et al., 2022): the adapter reads the sublayer's input, the normalised residual
     stream, and adds to the sublayer's output."""
@@ -195,6 +205,8 @@ def attach_hierarchical(model, sites: list[Site], r: int, form: str = "sequentia
         adapter = module.adapters[site.name.replace(".", "_")]
         if form == "parallel":
             module.handles.append(target.register_forward_hook(_adapt_parallel(adapter), with_kwargs=True))
+        elif form == "input":
+            module.handles.append(target.register_forward_pre_hook(_adapt_input(adapter), with_kwargs=True))
         else:
             module.handles.append(target.register_forward_hook(_adapt_output(adapter)))
     return model

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonbridge.evaluation.checkers import Checker
+from reasonbridge.io import read_appended
 from reasonbridge.evaluation.steps import reference_operations, step_counts, step_metrics
 from reasonbridge.evaluation.teacher_forced import forced_counts, forced_metrics
 from reasonbridge.inference.generate import generate
@@ -42,16 +43,7 @@ def _generate(model, tokenizer, prompts: list[str], problems: list[str], inferen
 
 def _read_partial(path: Path | None) -> dict[tuple[str, int], dict]:
     """Predictions judged before a kill; a half-written last line is dropped."""
-    done: dict[tuple[str, int], dict] = {}
-    if path is None or not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[(rec["id"], rec["sample"])] = rec
-    return done
+    return {(rec["id"], rec["sample"]): rec for rec in read_appended(path)}
 
 
 @dataclass

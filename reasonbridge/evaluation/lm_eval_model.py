@@ -18,6 +18,8 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from reasonbridge.io import read_appended
+
 LOCAL_PREFIX = "reasonbridge_"
 _JUDGES: dict[str, object] = {}  # checker name -> Checker, shared by the generated task modules
 VERDICTS: dict[str, dict] = {}  # problem id -> verdict of the last local-task judgement
@@ -103,16 +105,7 @@ def _request_key(kind: str, args) -> str:
 
 def _read_answered(path: Path | None) -> dict[str, dict]:
     """Requests answered before a kill (a half-written last line is dropped)."""
-    done: dict[str, dict] = {}
-    if path is None or not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[rec["key"]] = rec
-    return done
+    return {rec["key"]: rec for rec in read_appended(path)}
 
 
 @register_model("reasonbridge")
