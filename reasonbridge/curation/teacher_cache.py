@@ -57,9 +57,11 @@ class Budget:
         self.tally = Path(tally) if tally is not None else None
         if self.tally is not None:
             self._file_lock = FileLock(str(self.tally) + ".lock")
-            with self._shared() as counts:  # the tally never counts less than the ledger holds
+            with self._shared() as counts:  # the tally never counts less than the ledger holds ...
                 counts["queries"] = max(counts["queries"], queries)
-                counts["cost_usd"] = max(counts["cost_usd"], cost_usd)
+                # ... but for answers written to the ledger whose cost is still in flight (another job
+                # between its append and its settle): counting those here too would count them twice
+                counts["cost_usd"] = max(counts["cost_usd"], cost_usd - counts["in_flight_usd"])
 
     @classmethod
     def shared(cls, max_queries: int | None, max_cost_usd: float | None, cache: "TeacherCache") -> "Budget":
