@@ -50,15 +50,15 @@ def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_p
     assert batches == [9] and all(s.hit for s in again.stages.values()) and again.metrics == result.metrics
 
 
-def test_killed_evaluation_resumes_without_rejudging(micro_cfg, mlflow_uri, monkeypatch):
+def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
+    """Run `cfg` until its evaluation dies in the second chunk of 4 (the first was judged and saved);
+    then count the prompts every later generation call gets, in the returned list."""
     import reasonbridge.evaluation.evaluate as ev
-
-    cfg = micro_cfg("adapters=none", "benchmark=math500", "benchmark.size=8", "inference.batch_size=1", "seed=3")
     generated: list[int] = []
     real = ev._generate
 
     def dies_on_second_chunk(model, tokenizer, prompts, *a, **k):
-        if generated:  # the first chunk (4 problems) was judged and saved; die in the second
+        if generated:
             raise KeyboardInterrupt
         generated.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
@@ -73,6 +73,12 @@ def test_killed_evaluation_resumes_without_rejudging(micro_cfg, mlflow_uri, monk
         return real(model, tokenizer, prompts, *a, **k)
 
     monkeypatch.setattr(ev, "_generate", counting)
+    return generated
+
+
+def test_killed_evaluation_resumes_without_rejudging(micro_cfg, mlflow_uri, monkeypatch):
+    cfg = micro_cfg("adapters=none", "benchmark=math500", "benchmark.size=8", "inference.batch_size=1", "seed=3")
+    generated = _killed_in_second_chunk(cfg, monkeypatch)
     resumed = run_experiment(cfg)
     assert generated == [4, 4]  # only the four problems not judged before the kill
     preds = read_jsonl(resumed.stages["eval"].path / "predictions" / "math500.jsonl")
@@ -209,29 +215,10 @@ def test_lm_eval_model_scores_loglikelihoods(micro_cfg):
 
 
 def test_a_killed_lm_eval_evaluation_resumes_from_its_answered_requests(micro_cfg, monkeypatch):
-    import reasonbridge.evaluation.evaluate as ev
-
     cfg = micro_cfg("adapters=none", "benchmark=lm_eval", "benchmark.task=reasonbridge_gsm8k", "eval_limit=8",
                     "inference.batch_size=1", "seed=5")
     label = "lm_eval/reasonbridge_gsm8k"
-    generated: list[int] = []
-    real = ev._generate
-
-    def dies_on_second_chunk(model, tokenizer, prompts, *a, **k):
-        if generated:  # the first chunk (4 requests) was answered and saved; die in the second
-            raise KeyboardInterrupt
-        generated.append(len(prompts))
-        return real(model, tokenizer, prompts, *a, **k)
-
-    monkeypatch.setattr(ev, "_generate", dies_on_second_chunk)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg)
-
-    def counting(model, tokenizer, prompts, *a, **k):
-        generated.append(len(prompts))
-        return real(model, tokenizer, prompts, *a, **k)
-
-    monkeypatch.setattr(ev, "_generate", counting)
+    generated = _killed_in_second_chunk(cfg, monkeypatch)
     resumed = run_experiment(cfg)
     assert generated == [4, 4]  # only the requests not answered before the kill
     preds = read_jsonl(resumed.stages["eval"].path / "predictions" / f"{label}.jsonl")
