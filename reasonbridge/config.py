@@ -42,7 +42,7 @@ class TinyStudentConfig:
     # seeds share one pre-trained student, as runs from one released checkpoint do.
     seed: Optional[int] = None
     drills: dict[str, float] = field(default_factory=lambda: {
-        "facts": 0.30, "direct": 0.10, "copy": 0.10, "twice": 0.10, "recall": 0.25, "latest": 0.15})
+        "facts": 0.20, "solve1": 0.15, "walk": 0.20, "copy": 0.10, "twice": 0.10, "recall": 0.15, "latest": 0.10})
 
 
 @dataclass

@@ -55,7 +55,7 @@ def test_difficulty_keeps_what_every_reference_fails():
 
 
 def _many(n_per_domain=30):
-    return [{"problem_id": f"{d}-{i:03d}", "text": "x" * (10 + i), "domain": d, "problem": "?"}
+    return [{"problem_id": f"{d}-{i:03d}", "text": " ".join(["x"] * (10 + i)), "domain": d, "problem": "?"}
             for d in ("05", "11", "97") for i in range(n_per_domain)]
 
 
@@ -66,12 +66,23 @@ def test_diversity_is_seeded_domain_uniform_and_prefers_long_traces():
     assert diversity_sample(traces, 30, seed=6) != a
     counts = Counter(t["domain"] for t in a)
     assert set(counts) == {"05", "11", "97"} and max(counts.values()) - min(counts.values()) <= 8
-    mean_len = sum(len(t["text"]) for t in a) / len(a)
-    assert mean_len > 10 + 23  # the top third of each domain averages 34.5, the pool 24.5
+    mean_len = sum(len(t["text"].split()) for t in a) / len(a)
+    assert mean_len > 10 + 23  # the top third of each domain averages 34.5 words, the pool 24.5
     # a domain that runs out leaves the others to fill the target size
     small = [t for t in traces if t["domain"] != "05" or t["problem_id"] < "05-002"]
     picked = diversity_sample(small, 40, seed=0)
     assert len(picked) == 40 and Counter(t["domain"] for t in picked)["05"] == 2
+
+
+def test_traces_of_equal_length_share_a_rank():
+    """Length is counted in words and equal lengths are equally likely (2^-rank over the distinct
+    lengths): a domain whose traces come in three lengths gives the shorter ones a real chance
+    instead of taking every longest one first."""
+    traces = [{"problem_id": f"97-{n}-{i:02d}", "text": " ".join(["w"] * n), "domain": "97", "problem": "?"}
+              for n in (30, 20, 10) for i in range(10)]
+    picked = Counter(len(t["text"].split()) for t in diversity_sample(traces, 15, seed=0))
+    assert picked[30] > picked[20] > 0 and picked[30] < 15
+    assert picked == Counter(len(t["text"].split()) for t in diversity_sample(traces[::-1], 15, seed=0))
 
 
 def test_rule_based_domain_classifier():

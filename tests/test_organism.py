@@ -13,7 +13,7 @@ from reasonbridge.curation.filters import quality_reasons
 from reasonbridge.curation.pool import split_of, synthetic_benchmark, synthetic_pool
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
 from reasonbridge.evaluation.answers import check_exact
-from reasonbridge.inference.state import detect_state
+from reasonbridge.inference.state import detect_state, unused_quantities
 from reasonbridge.models.organism_student import build_organism_student, organism_tokenizer
 from reasonbridge.prompts import chat
 
@@ -82,9 +82,12 @@ def test_every_seeded_defect_is_caught_by_the_quality_filter():
 
 
 def test_gii_flags_a_false_arithmetic_claim_in_an_organism_solution():
-    text = "Strategy: apply changes in order\nPlan: from 7 apply #2 #1\n#2 up 3 : 7 + 3 = 11 (temp)"
+    text = "Strategy: apply changes in order\nPlan: from 7\n#2 up 3 : 7 + 3 = 11 (temp)"
     report = detect_state(text, problem="temp 7 #2 up 3 #1 down 8 ?")
     assert report.state == "uncertain" and any("7 + 3 = 11" in c for c in report.cues)
+    # an index names an operation, it is not a quantity the reasoning must use
+    assert unused_quantities("temp 7 #1 up 3 ?", "7 + 3 = 10") == []
+    assert unused_quantities("temp 7 #1 up 3 ?", "7 + 4 = 11") == ["3"]
 
 
 def test_the_word_tokenizer_covers_prompts_traces_and_interventions_and_round_trips():
@@ -100,20 +103,28 @@ def test_the_word_tokenizer_covers_prompts_traces_and_interventions_and_round_tr
 
 
 def test_pretraining_never_shows_a_worked_solution():
+    kinds = {"facts", "direct", "copy", "twice", "recall", "latest", "solve1", "walk"}
     examples = organism.pretraining_examples(
-        400, 0, direct_answer=lambda p: (p["problem"].split(), ["Final", "Answer:", p["answer"]]),
-        mix={"facts": 1, "direct": 1, "copy": 1, "twice": 1, "recall": 1})
-    assert {e["kind"] for e in examples} == {"facts", "direct", "copy", "twice", "recall"}
+        800, 0, direct_answer=lambda p: (p["problem"].split(), ["Final", "Answer:", p["answer"]]),
+        mix=dict.fromkeys(kinds, 1.0))
+    assert {e["kind"] for e in examples} == kinds
     for e in examples:
         assert len(e["words"]) == len(e["loss"]) and any(e["loss"])
-        if e["kind"] != "copy":  # copies are random words, any word of the vocabulary
-            assert not {"Plan:", "Check:", "Strategy:"} & set(e["words"])
-        # solution lines (`#k word b : a op b = c (q)`) appear one at a time, never chained: no line
-        # starts from the result of the line before it
         w = e["words"]
+        if e["kind"] not in ("copy", "solve1"):  # copies are random words, any word of the vocabulary
+            assert not {"Plan:", "Strategy:"} & set(w)
+        # solution lines (`#k word b : a op b = c (q)`) never chain: no line starts from the result
+        # of the line before it, and a worked solution (solve1) has one operation only
         lines = [(int(w[i + 4]), int(w[i + 8])) for i in range(len(w) - 9)
                  if w[i].startswith("#") and w[i + 3] == ":" and w[i + 5] in "+-*/" and w[i + 7] == "="]
         assert all(a != previous_result for (_, previous_result), (a, _) in zip(lines, lines[1:]))
+        if e["kind"] == "solve1":
+            assert len(lines) == 1 and w.count("Plan:") == 1 and w[-1] == "<|end|>"
+        if e["kind"] == "walk":  # the problem's operations, in order, restated with their indices
+            problem = w[:w.index(";")]
+            restated = [w[i:i + 3] for i in range(w.index(";"), len(w) - 2) if w[i].startswith("#")]
+            ops = [problem[i:i + 3] for i in range(len(problem)) if problem[i].startswith("#")]
+            assert restated == ops[:len(restated)] and restated
 
 
 def test_a_micro_student_builds_from_scratch(tmp_path):

@@ -161,6 +161,10 @@ def classify_domain(problem_text: str) -> str:
     return DEFAULT_DOMAIN
 
 
+def _words(trace: dict) -> int:
+    return len(trace["text"].split())
+
+
 def diversity_sample(traces: list[dict], size: int, *, seed: int) -> list[dict]:
     """s1-style selection: domain uniform, then 2^-rank of trace length within it; seeded.
 
@@ -171,12 +175,14 @@ def diversity_sample(traces: list[dict], size: int, *, seed: int) -> list[dict]:
     for t in traces:
         by_domain[t["domain"] or classify_domain(t["problem"])].append(t)
     for items in by_domain.values():
-        items.sort(key=lambda t: (-len(t["text"]), t["problem_id"]))
+        items.sort(key=lambda t: (-_words(t), t["problem_id"]))
     selected: list[dict] = []
     while len(selected) < size and by_domain:
         domain = rng.choice(sorted(by_domain))
         items = by_domain[domain]
-        weights = [2.0 ** -rank for rank in range(len(items))]
+        lengths = sorted({_words(t) for t in items}, reverse=True)
+        rank = {n: r for r, n in enumerate(lengths)}
+        weights = [2.0 ** -rank[_words(t)] for t in items]
         selected.append(items.pop(rng.choices(range(len(items)), weights=weights)[0]))
         if not items:
             del by_domain[domain]

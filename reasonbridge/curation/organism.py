@@ -22,7 +22,7 @@ import random
 from typing import Callable
 
 SUITE = "organism"
-VERSION = 7  # part of the stage-cache keys of everything generated from the suite: bump on any change
+VERSION = 9  # part of the stage-cache keys of everything generated from the suite: bump on any change
 MAX_VALUE = 20
 NUMBERS = [str(n) for n in range(MAX_VALUE + 1)]
 MAX_STEPS = 5
@@ -122,15 +122,23 @@ def render_step(step: dict, quantity: str) -> str:
 
 def render_trace(meta: dict, step_lines: list[str], check: dict, final: str) -> list[tuple[str, str]]:
     """(level, line) pairs of the teacher's worked solution (the lines may carry a defect)."""
-    order = " ".join(s["what"].split()[0] for s in meta["steps"])
-    return ([("strategic", meta["strategy"]), ("tactical", f"Plan: from {meta['start']} apply {order}")]
+    return ([("strategic", meta["strategy"]), ("tactical", f"Plan: from {meta['start']}")]
             + [("operational", line) for line in step_lines]
-            + [("operational", f"Check: {check['a']} {check['op']} {check['b']} = {check['result']}"),
+            + [("operational", f"Check: {meta['quantity']} is {check['a']}"),
                ("answer", final)])
 
 
 def final_answer(answer: str) -> str:
     return f"Final Answer: \\boxed{{ {answer} }}"
+
+
+def solution_words(problem: dict) -> list[str]:
+    """The clean worked solution of ``problem`` as the student's words (what the symbolic teacher
+    writes when it makes no mistake)."""
+    meta = problem["meta"]
+    lines = render_trace(meta, [render_step(s, meta["quantity"]) for s in meta["steps"]], meta["check"],
+                         final_answer(problem["answer"]))
+    return " ".join(line for _, line in lines).split()
 
 
 # -- the student's vocabulary and pre-training --------------------------------------------------
@@ -182,6 +190,11 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
       make it win against trained words;
     - ``twice``: a problem written twice (loss on the second);
     - ``recall``: a problem, then some of its operations asked back by index (``#2`` -> ``down 8``);
+    - ``solve1``: a one-operation problem with its worked solution in the teacher's format: the
+      student knows the format and a single step, but has never seen two steps chained;
+    - ``walk``: a problem, then its operations in order, each as a solution's line computed from a
+      random value (the first from the start value), never from the result before it, then
+      ``Check:``: reading the operations one after another and computing each, without a chain;
     - ``latest``: a start value and labelled values (``12 (temp)``) among restated operations, then
       the latest value asked for after ``:`` -- where a solution line writes its running value.
       No arithmetic: the values are drawn at random.
@@ -201,7 +214,7 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
             words, loss = [], []
             _, quantity, ops = DOMAINS[p["domain"]]
             last = None  # a line never starts from the result before it: no chain
-            for _ in range(rng.randint(3, 5)):
+            for _ in range(rng.randint(3, 10)):
                 if rng.random() < 0.5:
                     words += _fact(rng) + [";"]
                     loss += [False, False, False, False, True, False]
@@ -213,6 +226,13 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
                 loss += [False, False, False, False, False, True, True, True, True, True]
         elif kind == "direct":
             prompt, answer = direct_answer(p)
+            words, loss = prompt + answer, [False] * len(prompt) + [True] * len(answer)
+        elif kind == "solve1":
+            one = draft(p["domain"], 1, rng)
+            while keep is not None and not keep(one["problem"]):
+                one = draft(p["domain"], 1, rng)
+            prompt, _ = direct_answer(one)
+            answer = solution_words(one) + ["<|end|>"]
             words, loss = prompt + answer, [False] * len(prompt) + [True] * len(answer)
         elif kind == "copy":
             seq = [rng.choice(every_word if rng.random() < 0.2 else pieces) for _ in range(rng.randint(3, 12))]
@@ -231,6 +251,22 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
                 latest = rng.randint(0, MAX_VALUE)
                 words += [str(latest), f"({quantity})"]
             loss = [False] * (len(words) - 1) + [True]
+        elif kind == "walk":
+            _, quantity, ops = DOMAINS[p["domain"]]
+            start = p["meta"]["start"]
+            words, loss = text + [";", "from", str(start)], [False] * (len(text) + 3)
+            a, last = start, None
+            for s in p["meta"]["steps"]:
+                if last is not None:  # never the result before it: no chain
+                    fits = [v for v in range(MAX_VALUE + 1) if v != last and apply(v, s["op"], s["b"]) is not None]
+                    if not fits:  # only a chain would fit (e.g. `- 20` after 20): the walk stops here
+                        break
+                    a = rng.choice(fits)
+                last = apply(a, s["op"], s["b"])
+                words += s["what"].split() + [":", str(a), s["op"], str(s["b"]), "=", str(last), f"({quantity})"]
+                loss += [True, True, True, True, s is p["meta"]["steps"][0], True, True, True, True, True]
+            else:
+                words, loss = words + ["Check:"], loss + [True]
         else:  # recall
             words, loss = text + [";"], [False] * (len(text) + 1)
             for s in rng.sample(p["meta"]["steps"], k=len(p["meta"]["steps"])):

@@ -39,7 +39,8 @@ _NUM = r"\d+(?:\.\d+)?"
 # from starting in the middle of a longer expression or a word.
 _CLAIM = re.compile(
     rf"(?<![\w.^)])(-?{_NUM}(?:\s*[-+*/×÷]\s*-?{_NUM})+)\s*=\s*(-?{_NUM})(?![\d.]*\s*[-+*/×÷^])")
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
+# a number not inside a word, a decimal or an index ("#2" names an operation, it is not a quantity)
+_NUMBER = re.compile(r"(?<![\w.#])\d+(?:\.\d+)?(?![\w])")
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 

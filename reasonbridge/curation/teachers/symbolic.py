@@ -81,7 +81,9 @@ class SymbolicTeacher:
         if not 0.0 <= defect_rate <= 1.0:
             raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
         self.defect_rate, self.seed = defect_rate, seed
-        self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed, "format": TRACE_FORMAT}
+        # the organism renders its own traces: a new organism version must not reuse cached ones
+        self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed, "format": TRACE_FORMAT,
+                         "organism": organism.VERSION}
         self.sampling: dict = {}
         self.endpoint = None
 
