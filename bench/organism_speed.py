@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench._compose import compose_config  # noqa: E402
 from reasonbridge.curation.pool import synthetic_pool  # noqa: E402
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher  # noqa: E402
-from reasonbridge.models.organism_student import organism_tokenizer  # noqa: E402
+from reasonbridge.student.organism_student import organism_tokenizer  # noqa: E402
 from reasonbridge.prompts import chat  # noqa: E402
 from reasonbridge.training.run import attach_adapters, loss_for  # noqa: E402
 from reasonbridge.training.sft import (IGNORE, TrainSettings, collate, encode_chat, hierarchical_loss,  # noqa: E402

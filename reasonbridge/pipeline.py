@@ -128,9 +128,9 @@ class Pipeline:
 
         def compute(out: Path) -> None:
             if cfg.pool.suite == "organism":
-                from reasonbridge.models.organism_student import build_organism_student as build
+                from reasonbridge.student.organism_student import build_organism_student as build
             else:
-                from reasonbridge.models.tiny import build_tiny_student as build
+                from reasonbridge.student.tiny import build_tiny_student as build
             info = build(tiny, seed=seed, pool_cfg=cfg.pool, out_dir=out / "model", progress=cfg.progress)
             write_json_atomic(out / "student.json", {"path": "model", "params": info["params"],
                                                      "pretrain_time_s": info["pretrain"]["time_s"],
@@ -406,7 +406,7 @@ class Pipeline:
         cfg = self.cfg
         if self._eval_model is None:
             if cfg.model.source == "api":
-                from reasonbridge.models.api import ApiModel
+                from reasonbridge.inference.api_model import ApiModel
                 self._eval_model = ApiModel(cfg.model, cfg.inference, seed=cfg.seed), None
             else:
                 from reasonbridge.training.run import load_trained

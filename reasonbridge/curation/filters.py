@@ -14,7 +14,7 @@ import re
 from collections import Counter, defaultdict
 from fractions import Fraction
 
-from reasonbridge.evaluation.answers import extract_all_boxed, normalize_answer
+from reasonbridge.answers import extract_all_boxed, normalize_answer
 
 # -- quality -------------------------------------------------------------------------------
 _PAIRS = {")": "(", "]": "[", "}": "{"}

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reasonbridge.evaluation import sandbox
-from reasonbridge.evaluation.answers import check_exact, extract_boxed
+from reasonbridge.answers import check_exact, extract_boxed
 
 NO_ANSWER = "no answer extracted"
 CHECKERS = ("exact", "math", "integer", "choice", "bbh", "code")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from reasonbridge.evaluation.checkers import Checker
 from reasonbridge.io import read_appended
-from reasonbridge.evaluation.steps import reference_operations, step_counts, step_metrics
-from reasonbridge.evaluation.teacher_forced import forced_counts, forced_metrics
-from reasonbridge.inference.generate import generate
+from reasonbridge.diagnostics.steps import reference_operations, step_counts, step_metrics
+from reasonbridge.diagnostics.teacher_forced import forced_counts, forced_metrics
+from reasonbridge.models.generation import generate
 from reasonbridge.prompts import INSTRUCTION, chat
 
 
