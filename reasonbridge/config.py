@@ -335,6 +335,8 @@ CHOICES = {
 }
 
 
+VLLM_INSTALL_HINT = ("inference.backend=vllm needs vLLM, which is not installed: `pip install 'reasonbridge[vllm]'` "
+                     "(a CUDA machine), or use inference.backend=hf")
 MIN_TINY_VOCAB = 2325  # 2,000 number tokens + the byte alphabet + specials + some word pieces
 
 
@@ -468,8 +470,7 @@ def _validate_inference(cfg: DictConfig, fail) -> None:
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            from reasonbridge.inference.vllm_backend import INSTALL_HINT
-            fail("inference.backend", INSTALL_HINT)
+            fail("inference.backend", VLLM_INSTALL_HINT)
     for key in ("max_interventions", "min_thinking_tokens", "answer_tokens"):
         if i[key] < 0:
             fail(f"inference.{key}", "must be >= 0")

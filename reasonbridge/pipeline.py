@@ -250,7 +250,7 @@ class Pipeline:
         def compute(out: Path) -> None:
             from reasonbridge.curation.filters import classify_domain
             from reasonbridge.curation.pool import clean_pool, load_problem_files, synthetic_pool
-            from reasonbridge.curation.synthetic import DOMAINS
+            from reasonbridge.problems import DOMAINS
             bench_texts = [p["problem"] for b in benches.values() for p in read_jsonl(b.path / "problems.jsonl")]
             if cfg.pool.name == "jsonl":
                 problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),

@@ -21,13 +21,13 @@ def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_p
     import reasonbridge.evaluation.evaluate as ev
 
     batches: list[int] = []
-    real = ev._generate
+    real = ev.generate_outputs
 
     def counting(model, tokenizer, prompts, *a, **k):
         batches.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
 
-    monkeypatch.setattr(ev, "_generate", counting)
+    monkeypatch.setattr(ev, "generate_outputs", counting)
     result = run_experiment(micro_cfg("adapters=none", "benchmarks=[synthetic,gsm8k,aime24]", "eval_limit=3"))
     assert batches == [9]  # the three benchmarks generated in one pass
     client = MlflowClient(mlflow_uri)
@@ -55,7 +55,7 @@ def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
     then count the prompts every later generation call gets, in the returned list."""
     import reasonbridge.evaluation.evaluate as ev
     generated: list[int] = []
-    real = ev._generate
+    real = ev.generate_outputs
 
     def dies_on_second_chunk(model, tokenizer, prompts, *a, **k):
         if generated:
@@ -63,7 +63,7 @@ def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
         generated.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
 
-    monkeypatch.setattr(ev, "_generate", dies_on_second_chunk)
+    monkeypatch.setattr(ev, "generate_outputs", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg)
     assert generated == [4]
@@ -72,7 +72,7 @@ def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
         generated.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
 
-    monkeypatch.setattr(ev, "_generate", counting)
+    monkeypatch.setattr(ev, "generate_outputs", counting)
     return generated
 
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from reasonbridge.curation.pool import SUBJECT_TO_MSC
 from reasonbridge.io import DataError, jsonl_objects
+from reasonbridge.problems import SUBJECT_TO_MSC
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."

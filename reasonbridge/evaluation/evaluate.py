@@ -10,35 +10,8 @@ from reasonbridge.evaluation.checkers import Checker
 from reasonbridge.io import read_appended
 from reasonbridge.diagnostics.steps import reference_operations, step_counts, step_metrics
 from reasonbridge.diagnostics.teacher_forced import forced_counts, forced_metrics
-from reasonbridge.models.generation import generate
+from reasonbridge.inference.dispatch import generate_outputs
 from reasonbridge.prompts import INSTRUCTION, chat
-
-
-def _generate(model, tokenizer, prompts: list[str], problems: list[str], inference, *, seed: int,
-              progress: bool, desc: str) -> list[dict]:
-    """Dispatch on the inference config: the plain greedy fast path, the KV-cache engine, or vLLM."""
-    from reasonbridge.inference.strategies import build_strategy
-
-    strategy = build_strategy(inference)
-    max_thinking = None
-    if strategy.intervenes:
-        max_thinking = inference.max_thinking_tokens or inference.max_new_tokens - inference.answer_tokens
-    sampling = dict(temperature=inference.temperature, top_p=inference.top_p, seed=seed)
-    if inference.backend == "vllm":
-        from reasonbridge.inference.vllm_backend import generate_vllm
-        return generate_vllm(model, tokenizer, prompts, problems, strategy, max_new_tokens=inference.max_new_tokens,
-                             max_thinking_tokens=max_thinking, **sampling)
-    if inference.name == "none" and inference.temperature == 0:
-        outputs = generate(model, tokenizer, prompts, max_new_tokens=inference.max_new_tokens,
-                           batch_size=inference.batch_size, progress=progress, desc=desc)
-        for out in outputs:
-            out.update(interventions={}, states=[], budget_exhausted=False, stop_tokens=[tokenizer.eos_token],
-                       end_of_thinking=[])
-        return outputs
-    from reasonbridge.inference.engine import generate_with_strategy
-    return generate_with_strategy(model, tokenizer, prompts, problems, strategy,
-                                  max_new_tokens=inference.max_new_tokens, batch_size=inference.batch_size,
-                                  max_thinking_tokens=max_thinking, progress=progress, desc=desc, **sampling)
 
 
 def _read_partial(path: Path | None) -> dict[tuple[str, int], dict]:
@@ -114,7 +87,7 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
             if api:
                 outputs = model.generate([json.loads(e[2]) for e in part])
             else:
-                outputs = _generate(model, tokenizer, [e[2] for e in part], [e[1]["problem"] for e in part],
+                outputs = generate_outputs(model, tokenizer, [e[2] for e in part], [e[1]["problem"] for e in part],
                                     inference, seed=seed + start, progress=progress, desc=desc)
             for j, job in enumerate(jobs):
                 mine = [(e, out) for e, out in zip(part, outputs) if e[0] == j]

@@ -152,12 +152,12 @@ class ReasonBridgeLM(LM):
         return text + (self.inference.think_start or "") if add_generation_prompt else text
 
     def generate_until(self, requests) -> list[str]:
-        from reasonbridge.evaluation.evaluate import _generate
+        from reasonbridge.inference.dispatch import generate_outputs
 
         def compute(part, start: int) -> list[dict]:
             contexts = [r.args[0] for r in part]
-            outputs = _generate(self.model, self.tokenizer, contexts, contexts, self.inference,
-                                seed=self.seed + start, progress=self.progress, desc="lm-eval generate")
+            outputs = generate_outputs(self.model, self.tokenizer, contexts, contexts, self.inference,
+                                       seed=self.seed + start, progress=self.progress, desc="lm-eval generate")
             records = []
             for req, out in zip(part, outputs):
                 text = out["output"]
