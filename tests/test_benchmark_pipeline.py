@@ -18,7 +18,7 @@ def benchmark_dir(monkeypatch):
 
 
 def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_path, monkeypatch):
-    import reasonbridge.evaluation.evaluate as ev
+    import reasonbridge.inference.dispatch as ev  # evaluation and lm-eval both generate through it
 
     batches: list[int] = []
     real = ev.generate_outputs
@@ -53,7 +53,7 @@ def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_p
 def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
     """Run `cfg` until its evaluation dies in the second chunk of 4 (the first was judged and saved);
     then count the prompts every later generation call gets, in the returned list."""
-    import reasonbridge.evaluation.evaluate as ev
+    import reasonbridge.inference.dispatch as ev  # evaluation and lm-eval both generate through it
     generated: list[int] = []
     real = ev.generate_outputs
 

@@ -10,7 +10,7 @@ from reasonbridge.evaluation.checkers import Checker
 from reasonbridge.io import read_appended
 from reasonbridge.diagnostics.steps import reference_operations, step_counts, step_metrics
 from reasonbridge.diagnostics.teacher_forced import forced_counts, forced_metrics
-from reasonbridge.inference.dispatch import generate_outputs
+from reasonbridge.inference import dispatch
 from reasonbridge.prompts import INSTRUCTION, chat
 
 
@@ -87,8 +87,9 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
             if api:
                 outputs = model.generate([json.loads(e[2]) for e in part])
             else:
-                outputs = generate_outputs(model, tokenizer, [e[2] for e in part], [e[1]["problem"] for e in part],
-                                    inference, seed=seed + start, progress=progress, desc=desc)
+                outputs = dispatch.generate_outputs(model, tokenizer, [e[2] for e in part],
+                                                    [e[1]["problem"] for e in part], inference, seed=seed + start,
+                                                    progress=progress, desc=desc)
             for j, job in enumerate(jobs):
                 mine = [(e, out) for e, out in zip(part, outputs) if e[0] == j]
                 if not mine:
