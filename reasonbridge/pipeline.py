@@ -148,14 +148,13 @@ class Pipeline:
         the one selected with `benchmark=` keeping its overrides), else just `benchmark`;
         `eval_limit` caps each at its first problems."""
         cfg = self.cfg
-        from reasonbridge.config import BenchmarkConfig
+        from reasonbridge.config import BenchmarkConfig, benchmark_option
         out = []
         for name in cfg.benchmarks or [cfg.benchmark.name]:
             if name == cfg.benchmark.name:
                 node = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), cfg.benchmark)
             else:
-                conf = Path(__file__).resolve().parents[1] / "conf" / "benchmark" / f"{name}.yaml"
-                node = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(conf))
+                node = benchmark_option(name)
             if cfg.eval_limit is not None:
                 node.size = cfg.eval_limit if node.size is None else min(node.size, cfg.eval_limit)
             out.append(node)
@@ -207,17 +206,15 @@ class Pipeline:
 
     def _local_lm_eval_benchmark(self, bcfg):
         """For lm-eval task reasonbridge_<name>: the local benchmark <name>'s config, else None."""
-        from reasonbridge.config import BenchmarkConfig
+        from reasonbridge.config import ConfigError, benchmark_option, group_options
         from reasonbridge.evaluation.lm_eval_model import LOCAL_PREFIX
         if not bcfg.task.startswith(LOCAL_PREFIX):
             return None
         name = bcfg.task[len(LOCAL_PREFIX):]
-        conf = Path(__file__).resolve().parents[1] / "conf" / "benchmark" / f"{name}.yaml"
-        if name == "lm_eval" or not conf.exists():
-            from reasonbridge.config import ConfigError
+        if name == "lm_eval" or name not in group_options("benchmark"):
             raise ConfigError(f"invalid config value benchmark.task={bcfg.task!r}: no local benchmark {name!r} "
                               f"(conf/benchmark/{name}.yaml)")
-        node = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(conf))
+        node = benchmark_option(name)
         node.size = bcfg.size if bcfg.size is not None else node.size
         return node
 

@@ -299,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write local lm-eval tasks for benchmarks read from files (default paths of conf/benchmark)."""
     import argparse
 
-    from omegaconf import OmegaConf
-
-    from reasonbridge.config import BenchmarkConfig
+    from reasonbridge.config import benchmark_option
     from reasonbridge.evaluation.benchmarks import checker_of, load_benchmark, spec_of
 
     ap = argparse.ArgumentParser(prog="python -m reasonbridge.evaluation.lm_eval_model", description=main.__doc__)
@@ -309,9 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for lm_eval --include_path")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args(argv)
-    conf = Path(__file__).resolve().parents[2] / "conf" / "benchmark"
     for name in args.benchmarks:
-        bcfg = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(conf / f"{name}.yaml"))
+        bcfg = benchmark_option(name)
         bcfg.size = args.limit
         if name in ("synthetic", "lm_eval"):
             ap.error(f"{name}: only benchmarks read from files can be exported")
