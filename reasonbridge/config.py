@@ -19,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config root
-STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval")
+STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval", "diagnose")
 # stop_after aliases: `curate` stops once the training data is selected
 STOP_ALIASES = {"curate": "data"}
 
@@ -281,6 +281,16 @@ class BenchmarkConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Opt-in metrics that explain one student beyond accuracy (reasonbridge/diagnostics/), computed
+    by a `diagnose` stage after each evaluation of a benchmark whose problems carry their solution."""
+
+    name: str = "none"
+    steps: bool = False  # steps/true|reference|written/<benchmark>: the operations the model wrote
+    teacher_forced: bool = False  # forced/<part>/<benchmark>: token accuracy on the teacher's trace, by part
+
+
+@dataclass
 class TrackingConfig:
     uri: Optional[str] = None  # MLFLOW_TRACKING_URI wins; else this; else MLflow's default
     experiment: str = "reasonbridge"
@@ -314,6 +324,7 @@ class Config:
     # conf/benchmark/<name>.yaml (the one selected with `benchmark=` keeps its overrides); [] = `benchmark`
     benchmarks: list[str] = field(default_factory=list)
     eval_limit: Optional[int] = None  # at most this many (the first) problems of every benchmark; null = its size
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
@@ -339,7 +350,7 @@ class ConfigError(ValueError):
 
 # Fields whose value names an option of a config group: it must be one of the group's files.
 GROUP_FIELDS = {"teacher.name": "teacher", "pool.name": "pool", "data.name": "data", "adapters.name": "adapters",
-                "inference.name": "inference", "benchmark.name": "benchmark"}
+                "inference.name": "inference", "benchmark.name": "benchmark", "diagnostics.name": "diagnostics"}
 # Values a field's code knows; a name outside these fails before any work starts.
 CHOICES = {
     "model.source": ("tiny", "pretrained", "gguf_package", "api"),

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Bump a stage's version when its code changes what it produces.
 VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
-            "train": 2, "eval": 5}
+            "train": 2, "eval": 5, "diagnose": 1}
 
 
 def _slice(node) -> dict:
@@ -331,7 +331,7 @@ class Pipeline:
                                                               batch_size=cfg.data.reference_batch_size))
                 predictions, metrics = evaluate(model, tokenizer, read_jsonl(pool.path / "problems.jsonl"),
                                                 benchmark="pool", inference=greedy, seed=cfg.seed,
-                                                progress=cfg.progress, teacher_forced=False)  # only `correct` is read
+                                                progress=cfg.progress)
                 write_jsonl(out / "attempts.jsonl", [{k: p[k] for k in ("id", "output", "extracted", "correct")}
                                                      for p in predictions])
                 write_json_atomic(out / "metrics.json", {"reference": name, "solved": metrics["acc/pool"]})
@@ -435,7 +435,7 @@ class Pipeline:
             return
         model, tokenizer = self._load_eval_model(student, trained)
         evaluate_many(model, tokenizer, jobs, inference=cfg.inference, seed=cfg.seed, progress=cfg.progress,
-                      check_workers=max(b.check_workers for b, _ in evals), teacher_forced=False)  # each stage adds them
+                      check_workers=max(b.check_workers for b, _ in evals))
         self._joint_done = True  # the eval stages now only collect what was judged
 
     def evaluate(self, student: StageResult, trained: StageResult | None, bench: StageResult,
@@ -493,6 +493,27 @@ class Pipeline:
         partial.unlink(missing_ok=True)
         return result
 
+    def diagnose(self, student: StageResult, trained: StageResult | None, bench: StageResult, ev: StageResult,
+                 bcfg) -> StageResult:
+        """The opt-in diagnostics of one evaluated benchmark (`diagnostics=student`), beside its eval stage."""
+        from reasonbridge.evaluation.benchmarks import spec_of
+        cfg = self.cfg
+        label = self.benchmark_label(bcfg)
+        instruction, suffix = spec_of(bcfg.name).instruction, cfg.inference.think_start or ""
+        config = {"diagnostics": _slice(cfg.diagnostics), "benchmark": label, "instruction": instruction,
+                  "prompt_suffix": suffix}
+        upstream = {"eval": ev, "model": trained or student, "benchmark": bench}
+
+        def compute(out: Path) -> None:
+            from reasonbridge.diagnostics.metrics import diagnostic_metrics
+            model, tokenizer = self._load_eval_model(student, trained) if cfg.diagnostics.teacher_forced else (None, None)
+            metrics = diagnostic_metrics(read_jsonl(bench.path / "problems.jsonl"),
+                                         read_jsonl(ev.path / "predictions" / f"{label}.jsonl"), benchmark=label,
+                                         steps=cfg.diagnostics.steps, teacher_forced=cfg.diagnostics.teacher_forced,
+                                         model=model, tokenizer=tokenizer, instruction=instruction, prompt_suffix=suffix)
+            write_json_atomic(out / "metrics.json", metrics)
+        return self._stage("diagnose", config, upstream, compute, label=self._labels("diagnose", bcfg))
+
     # -- the whole chain ----------------------------------------------------------------
     def run(self) -> PipelineResult:
         student = self.student()
@@ -520,6 +541,9 @@ class Pipeline:
         for bcfg, bench in evals:
             ev = self.evaluate(student, trained, bench, bcfg)
             self.result.metrics.update(json.loads((ev.path / "metrics.json").read_text()))
+            if self.cfg.diagnostics.name != "none" and bcfg.name != "lm_eval":
+                diag = self.diagnose(student, trained, bench, ev, bcfg)
+                self.result.metrics.update(json.loads((diag.path / "metrics.json").read_text()))
         return self.result
 
 

@@ -39,7 +39,14 @@ def test_micro_run_logs_everything_and_second_run_hits_cache(micro_cfg, mlflow_u
     assert len(preds) == 8
     assert set(preds[0]) >= {"id", "prompt", "output", "extracted", "gold", "correct", "checker", "tokens"}
     assert m["acc/synthetic"] == sum(p["correct"] for p in preds) / 8
-    assert {f"forced/{part}/synthetic" for part in ("strategy", "operand", "result")} <= set(m)
+    assert not any(k.startswith(("forced/", "steps/")) for k in m)  # diagnostics are opt-in
+
+    diagnosed = run_experiment(micro_cfg("diagnostics=student"))
+    assert {n for n, s in diagnosed.stages.items() if not s.hit} == {"diagnose"}  # nothing else recomputed
+    dm = client.get_run(diagnosed.run_id).data.metrics
+    assert {f"forced/{part}/synthetic" for part in ("strategy", "operand", "result")} <= set(dm)
+    assert "steps/written/synthetic" in dm  # steps/true and steps/reference need a written operation
+    assert all(0 <= dm[k] <= 1 for k in dm if k.startswith("forced/")) and dm["acc/synthetic"] == m["acc/synthetic"]
 
     second = run_experiment(cfg)
     assert all(stage.hit for stage in second.stages.values())
