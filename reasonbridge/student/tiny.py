@@ -24,7 +24,8 @@ from reasonbridge.curation.pool import generate_split
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
 from reasonbridge.problems import solution_operations
 from reasonbridge.prompts import chat
-from reasonbridge.training.sft import IGNORE, TrainSettings, encode_chat, train_causal_lm
+from reasonbridge.training.data import IGNORE, encode_chat
+from reasonbridge.training.sft import TrainSettings, train_causal_lm
 
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 CHAT_TEMPLATE = (
