@@ -267,7 +267,7 @@ def _wanted_subset(bcfg, row: dict, fields: dict) -> bool:
 
 def load_benchmark(bcfg, *, seed: int) -> list[dict]:
     """The first ``bcfg.size`` problems (all when null) of a file-based or hub benchmark."""
-    spec = spec_of(bcfg.name)
+    spec_of(bcfg.name)  # an unknown benchmark fails here, before its file is read
     fields = dict(bcfg.fields)
     rows = _hub_rows(bcfg) if bcfg.source == "hub" else _rows(resolve_path(bcfg))
     problems: list[dict] = []
