@@ -50,7 +50,7 @@ def main() -> None:
 
     from reasonbridge.curation.synthetic import generate_problems
     from reasonbridge.inference.engine import generate_with_strategy
-    from reasonbridge.inference.generate import generate
+    from reasonbridge.models.generation import generate
     from reasonbridge.inference.strategies import GuidedIntervention, Strategy, ThinkingFormat
     from reasonbridge.pipeline import Pipeline
     from reasonbridge.prompts import chat

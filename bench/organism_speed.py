@@ -32,11 +32,12 @@ sys.path.insert(0, str(ROOT))
 from bench._compose import compose_config  # noqa: E402
 from reasonbridge.curation.pool import synthetic_pool  # noqa: E402
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher  # noqa: E402
-from reasonbridge.models.organism_student import organism_tokenizer  # noqa: E402
+from reasonbridge.student.organism_student import organism_tokenizer  # noqa: E402
 from reasonbridge.prompts import chat  # noqa: E402
 from reasonbridge.training.run import attach_adapters, loss_for  # noqa: E402
-from reasonbridge.training.sft import (IGNORE, TrainSettings, collate, encode_chat, hierarchical_loss,  # noqa: E402
-                                       train_causal_lm)
+from reasonbridge.training.data import IGNORE, collate, encode_chat  # noqa: E402
+from reasonbridge.training.loss import hierarchical_loss  # noqa: E402
+from reasonbridge.training.sft import TrainSettings, train_causal_lm  # noqa: E402
 from reasonbridge.training.speed import choose_cpu_settings  # noqa: E402
 
 

@@ -28,8 +28,9 @@ from reasonbridge.models.loading import load_model  # noqa: E402
 from reasonbridge.pipeline import Pipeline  # noqa: E402
 from reasonbridge.prompts import chat  # noqa: E402
 from reasonbridge.training.run import attach_adapters, loss_for  # noqa: E402
-from reasonbridge.training.sft import (TrainSettings, collate, encode_chat, hierarchical_loss,  # noqa: E402
-                                       train_causal_lm)
+from reasonbridge.training.data import collate, encode_chat  # noqa: E402
+from reasonbridge.training.loss import hierarchical_loss  # noqa: E402
+from reasonbridge.training.sft import TrainSettings, train_causal_lm  # noqa: E402
 from bench._compose import compose_config  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -3,16 +3,23 @@
 `conf/config.yaml` starts its defaults list with `schema`, so every group file is merged
 into a dataclass node: an unknown key or a value of the wrong type fails at composition,
 and `validate()` checks ranges and choices before any stage runs, naming the field.
+
+One home per default: a field's default is written here, once, and is what `python run.py`
+uses; an option file (conf/<group>/<option>.yaml) sets only what makes that option differ, with
+the reason. The options of a group are the files of its folder (`group_options`), not a list
+kept here. tests/test_config_tree.py holds both rules.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config root
+STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval", "diagnose")
 # stop_after aliases: `curate` stops once the training data is selected
 STOP_ALIASES = {"curate": "data"}
 
@@ -107,7 +114,11 @@ class PoolConfig:
         "id": None, "problem": "problem", "answer": "answer", "domain": None, "source": None})
     answer_regex: Optional[str] = None  # e.g. "####\\s*(.+)$" for GSM8K: group 1 becomes the answer
     near_dup_threshold: float = 0.9  # word 5-gram Jaccard at or above which a problem is a near duplicate
-    decontam_ngram: int = 8  # word n-gram overlap with any benchmark problem removes a pool problem
+    # word n-gram overlap with any benchmark problem removes a pool problem. Template phrasing makes
+    # unrelated synthetic problems share 8-grams (an 8-gram check drops ~30% of a disjoint word-problem
+    # pool), so the synthetic pool is checked with 20-grams: the same problem reworded around one
+    # number still matches. Real pools (pool=jsonl) use s1's 8-grams.
+    decontam_ngram: int = 20
     # for problems without a domain: "rules" (keyword rules) or "teacher" (the LLM teacher, via its cache)
     domain_classifier: str = "rules"
 
@@ -182,15 +193,17 @@ class LossWeights:
 
 @dataclass
 class TrainConfig:
-    lr: float = 5e-5
-    epochs: int = 1
+    """CPU-sized training of the embedded student; conf/train/paper.yaml states the paper's."""
+
+    lr: float = 3e-3
+    epochs: int = 12
     max_steps: Optional[int] = None
     batch_size: int = 16
     grad_accum: int = 1
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    max_seq_len: int = 512
-    log_every: int = 1
+    max_seq_len: int = 256
+    log_every: int = 5
     # hierarchical: λ-weighted per-segment CE (from the trace segments); sft: mean CE over the
     # assistant turn; auto: hierarchical for the hierarchical adapter variants, sft otherwise.
     loss: str = "auto"
@@ -244,7 +257,7 @@ class BenchmarkConfig:
     """One evaluation benchmark (conf/benchmark/<name>.yaml; formats in reasonbridge/evaluation/benchmarks.py)."""
 
     name: str = "synthetic"
-    size: Optional[int] = 100  # the first `size` problems of the file (synthetic: generated); null = all
+    size: Optional[int] = 250  # the first `size` problems of the file (synthetic: generated); null = all
     difficulties: list[int] = field(default_factory=lambda: [1, 5])  # synthetic only
     # file: a local .jsonl/.json/.csv/.parquet in the public dataset's own format (`path`, read
     # through `fields`: canonical name -> the file's column); hub: `datasets.load_dataset(hub, hub_config)`
@@ -268,6 +281,16 @@ class BenchmarkConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Opt-in metrics that explain one student beyond accuracy (reasonbridge/diagnostics/), computed
+    by a `diagnose` stage after each evaluation of a benchmark whose problems carry their solution."""
+
+    name: str = "none"
+    steps: bool = False  # steps/true|reference|written/<benchmark>: the operations the model wrote
+    teacher_forced: bool = False  # forced/<part>/<benchmark>: token accuracy on the teacher's trace, by part
+
+
+@dataclass
 class TrackingConfig:
     uri: Optional[str] = None  # MLFLOW_TRACKING_URI wins; else this; else MLflow's default
     experiment: str = "reasonbridge"
@@ -279,7 +302,7 @@ class TrackingConfig:
 
 @dataclass
 class PathsConfig:
-    cache_dir: str = ".cache/reasonbridge"
+    cache_dir: str = "${oc.env:REASONBRIDGE_CACHE,.cache/reasonbridge}"  # the stage cache
 
 
 @dataclass
@@ -301,6 +324,7 @@ class Config:
     # conf/benchmark/<name>.yaml (the one selected with `benchmark=` keeps its overrides); [] = `benchmark`
     benchmarks: list[str] = field(default_factory=list)
     eval_limit: Optional[int] = None  # at most this many (the first) problems of every benchmark; null = its size
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
@@ -309,32 +333,41 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
 
 
+def group_options(group: str) -> tuple[str, ...]:
+    """The options of a config group: the file names of conf/<group>/."""
+    return tuple(sorted(f.stem for f in (CONF_DIR / group).glob("*.yaml")))
+
+
+def benchmark_option(name: str) -> DictConfig:
+    """conf/benchmark/<name>.yaml on the schema: a benchmark of `benchmarks=[...]`, or an lm-eval
+    task's local benchmark, which Hydra's defaults list does not compose."""
+    return OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(CONF_DIR / "benchmark" / f"{name}.yaml"))
+
+
 class ConfigError(ValueError):
     """A config value that composes but cannot work; the message names the field."""
 
 
-# Options that exist today; a name outside these fails before any work starts.
+# Fields whose value names an option of a config group: it must be one of the group's files.
+GROUP_FIELDS = {"teacher.name": "teacher", "pool.name": "pool", "data.name": "data", "adapters.name": "adapters",
+                "inference.name": "inference", "benchmark.name": "benchmark", "diagnostics.name": "diagnostics"}
+# Values a field's code knows; a name outside these fails before any work starts.
 CHOICES = {
     "model.source": ("tiny", "pretrained", "gguf_package", "api"),
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "teacher.name": ("symbolic", "openai", "hf_local"),
-    "pool.name": ("synthetic", "jsonl"),
     "pool.suite": ("organism", "word_problems"),
     "pool.domain_classifier": ("rules", "teacher"),
-    "data.name": ("curated", "random", "full", "full58k", "no_quality", "no_difficulty", "no_diversity"),
-    "adapters.name": ("full", "no_strategic", "no_tactical", "no_operational", "lora", "full_ft", "none"),
     "adapters.form": ("sequential", "parallel", "input"),
     "train.loss": ("auto", "hierarchical", "sft"),
     "train.precision": ("auto", "bf16", "fp32"),
-    "inference.name": ("none", "budget_forcing", "gii"),
     "inference.backend": ("hf", "vllm"),
-    "benchmark.name": ("synthetic", "aime24", "math500", "gpqa_diamond", "gsm8k", "mmlu_stem", "bbh", "logiqa",
-                       "humaneval", "lm_eval"),
     "benchmark.source": ("file", "hub"),
     "benchmark.checker": ("auto", "exact", "math", "integer", "choice", "bbh", "code"),
 }
 
 
+VLLM_INSTALL_HINT = ("inference.backend=vllm needs vLLM, which is not installed: `pip install 'reasonbridge[vllm]'` "
+                     "(a CUDA machine), or use inference.backend=hf")
 MIN_TINY_VOCAB = 2325  # 2,000 number tokens + the byte alphabet + specials + some word pieces
 
 
@@ -342,7 +375,8 @@ def validate(cfg: DictConfig) -> None:
     def fail(key: str, msg: str) -> None:
         raise ConfigError(f"invalid config value {key}={OmegaConf.select(cfg, key)!r}: {msg}")
 
-    for key, allowed in CHOICES.items():
+    allowed_values = {**{key: group_options(group) for key, group in GROUP_FIELDS.items()}, **CHOICES}
+    for key, allowed in allowed_values.items():
         if OmegaConf.select(cfg, key) not in allowed:
             fail(key, f"expected one of {list(allowed)}")
     if cfg.stop_after is not None and cfg.stop_after not in STAGES and cfg.stop_after not in STOP_ALIASES:
@@ -365,8 +399,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.benchmark.source == "hub" and not cfg.benchmark.hub:
         fail("benchmark.hub", "benchmark.source=hub needs a dataset id")
     for name in cfg.benchmarks:
-        if name not in CHOICES["benchmark.name"]:
-            raise ConfigError(f"invalid config value benchmarks: {name!r} is not one of {list(CHOICES['benchmark.name'])}")
+        if name not in group_options("benchmark"):
+            raise ConfigError(f"invalid config value benchmarks: {name!r} is not one of {list(group_options('benchmark'))}")
     if len(set(cfg.benchmarks)) != len(cfg.benchmarks):
         raise ConfigError(f"invalid config value benchmarks={list(cfg.benchmarks)}: a benchmark is listed twice")
     if cfg.eval_limit is not None and cfg.eval_limit <= 0:
@@ -468,8 +502,7 @@ def _validate_inference(cfg: DictConfig, fail) -> None:
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            from reasonbridge.inference.vllm_backend import INSTALL_HINT
-            fail("inference.backend", INSTALL_HINT)
+            fail("inference.backend", VLLM_INSTALL_HINT)
     for key in ("max_interventions", "min_thinking_tokens", "answer_tokens"):
         if i[key] < 0:
             fail(f"inference.{key}", "must be >= 0")

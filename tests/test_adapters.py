@@ -164,7 +164,7 @@ def test_smollm2_takes_the_hierarchical_adapters_and_trains(micro_cfg):
     from reasonbridge.models.loading import load_model
     from reasonbridge.pipeline import Pipeline
     from reasonbridge.prompts import chat
-    from reasonbridge.training.sft import encode_chat
+    from reasonbridge.training.data import encode_chat
 
     pipe = Pipeline(micro_cfg("model=smollm2_135m", "stop_after=student"))
     model, tokenizer = load_model(pipe.student_path(pipe.student()))

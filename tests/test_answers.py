@@ -1,7 +1,7 @@
 """Answer extraction and normalisation for the exact checker."""
 import pytest
 
-from reasonbridge.evaluation.answers import check_exact, extract_all_boxed, extract_boxed, normalize_answer
+from reasonbridge.answers import check_exact, extract_all_boxed, extract_boxed, normalize_answer
 
 
 def test_extract_boxed_takes_the_last_balanced_box():

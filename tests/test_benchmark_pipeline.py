@@ -18,23 +18,25 @@ def benchmark_dir(monkeypatch):
 
 
 def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_path, monkeypatch):
-    import reasonbridge.evaluation.evaluate as ev
+    import reasonbridge.inference.dispatch as ev  # evaluation and lm-eval both generate through it
 
     batches: list[int] = []
-    real = ev._generate
+    real = ev.generate_outputs
 
     def counting(model, tokenizer, prompts, *a, **k):
         batches.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
 
-    monkeypatch.setattr(ev, "_generate", counting)
+    monkeypatch.setattr(ev, "generate_outputs", counting)
     result = run_experiment(micro_cfg("adapters=none", "benchmarks=[synthetic,gsm8k,aime24]", "eval_limit=3"))
     assert batches == [9]  # the three benchmarks generated in one pass
     client = MlflowClient(mlflow_uri)
     run = client.get_run(result.run_id)
     m = run.data.metrics
-    for name in ("synthetic", "gsm8k", "aime24"):
-        assert m[f"n/{name}"] == 3 and 0 <= m[f"acc/{name}"] <= 1 and m[f"gen_tokens/{name}"] > 0
+    for name in ("synthetic", "gsm8k", "aime24"):  # each benchmark's metrics are those of its own predictions
+        judged = read_jsonl(client.download_artifacts(result.run_id, f"predictions/{name}.jsonl", str(tmp_path)))
+        assert m[f"n/{name}"] == 3 == len(judged) and m[f"gen_tokens/{name}"] > 0
+        assert m[f"acc/{name}"] == sum(p["correct"] for p in judged) / 3
         assert f"eval/{name}" in result.stages and f"benchmark/{name}" in result.stages
     preds = read_jsonl(client.download_artifacts(result.run_id, "predictions/gsm8k.jsonl", str(tmp_path)))
     assert [p["gold"] for p in preds] == ["18", "3", "70000"]
@@ -53,9 +55,9 @@ def test_several_benchmarks_log_one_metric_set_each(micro_cfg, mlflow_uri, tmp_p
 def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
     """Run `cfg` until its evaluation dies in the second chunk of 4 (the first was judged and saved);
     then count the prompts every later generation call gets, in the returned list."""
-    import reasonbridge.evaluation.evaluate as ev
+    import reasonbridge.inference.dispatch as ev  # evaluation and lm-eval both generate through it
     generated: list[int] = []
-    real = ev._generate
+    real = ev.generate_outputs
 
     def dies_on_second_chunk(model, tokenizer, prompts, *a, **k):
         if generated:
@@ -63,7 +65,7 @@ def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
         generated.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
 
-    monkeypatch.setattr(ev, "_generate", dies_on_second_chunk)
+    monkeypatch.setattr(ev, "generate_outputs", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg)
     assert generated == [4]
@@ -72,7 +74,7 @@ def _killed_in_second_chunk(cfg, monkeypatch) -> list[int]:
         generated.append(len(prompts))
         return real(model, tokenizer, prompts, *a, **k)
 
-    monkeypatch.setattr(ev, "_generate", counting)
+    monkeypatch.setattr(ev, "generate_outputs", counting)
     return generated
 
 

@@ -2,8 +2,10 @@
 import pytest
 
 from reasonbridge.evaluation.check import main as check_main
-from reasonbridge.evaluation.checkers import (NO_ANSWER, Checker, build_program, check_bbh, check_choice,
-                                              check_code, check_integer, extract_letter, normalize_bbh)
+from reasonbridge.evaluation.checkers import NO_ANSWER, Checker
+from reasonbridge.evaluation.checkers.choice import check_bbh, check_choice, extract_letter, normalize_bbh
+from reasonbridge.evaluation.checkers.code import build_program, check_code
+from reasonbridge.evaluation.checkers.math_answers import check_integer
 
 
 def test_math_verify_judges_equivalent_forms_in_worker_processes():

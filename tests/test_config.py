@@ -18,9 +18,20 @@ def test_row_presets_override_groups():
     assert cfg.tracking.row == "reasonbridge" and cfg.adapters.name == "full" and cfg.inference.name == "gii" and cfg.data.name == "curated"
 
 
-def test_demo_experiment_sweeps_both_rows():
-    cfg = compose_config(["experiment=demo"])
-    assert cfg.tracking.experiment == "demo"
+def test_demo_experiment_sweeps_base_reasonbridge_and_lora_on_600_curated_traces():
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF
+    sweep = OmegaConf.load(CONF / "experiment" / "demo.yaml").hydra.sweeper.params.row
+    assert sweep.split(",") == ["base", "reasonbridge", "lora"]
+    base, rb, lora = (compose_config(["experiment=demo", f"row={r}"]) for r in sweep.split(","))
+    for cfg, row in ((base, "base"), (rb, "reasonbridge"), (lora, "lora")):
+        assert (cfg.tracking.experiment, cfg.tracking.table, cfg.tracking.row) == ("demo", "demo", row)
+        assert cfg.model.name == "tiny" and cfg.pool.suite == "organism" and cfg.data.size == 600
+    assert base.adapters.name == "none" and base.inference.name == "none"
+    assert (rb.data.name, rb.adapters.name, rb.inference.name) == ("curated", "full", "gii")
+    assert (lora.data.name, lora.adapters.name) == ("curated", "lora")
+    assert OmegaConf.to_container(rb.data) == {**OmegaConf.to_container(lora.data)}  # same training data
 
 
 def test_smollm2_demo_puts_the_reasonbridge_row_on_smollm2():

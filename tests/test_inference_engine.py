@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from reasonbridge.inference.engine import generate_with_strategy
-from reasonbridge.inference.generate import generate
+from reasonbridge.models.generation import generate
 from reasonbridge.inference.strategies import BudgetForcing, GuidedIntervention, Strategy, ThinkingFormat
 from tests import inference_models as im
 

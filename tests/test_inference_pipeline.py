@@ -16,8 +16,9 @@ def test_gii_eval_records_interventions_and_the_conditioned_text(micro_cfg):
     result = run_experiment(micro_cfg("adapters=none", "inference=gii", "inference.max_interventions=2"))
     m, preds = result.metrics, _predictions(result)
     assert len(preds) == 8 and m["n/synthetic"] == 8
-    assert 0 <= m["interventions/synthetic"] <= 2 and 0 <= m["budget_exhausted/synthetic"] <= 1
     assert m["interventions/synthetic"] == sum(sum(p["interventions"].values()) for p in preds) / 8
+    assert m["budget_exhausted/synthetic"] == sum(p["budget_exhausted"] for p in preds) / 8
+    assert all(sum(p["interventions"].values()) <= 2 for p in preds)  # max_interventions per problem
     for p in preds:
         assert set(p["interventions"]) == {"extension", "redirection", "verification"}
         assert p["conditioned_on"].startswith(p["prompt"]) and p["stop_tokens"] == ["<|end|>"]
@@ -75,7 +76,10 @@ def test_scaling_sweep_from_the_command_line(tmp_path, shared_cache, mlflow_uri)
               for r in runs}
     assert set(points) == {(n, str(k)) for n in ("gii", "budget_forcing") for k in (0, 2, 4, 6)}
     for (name, k), metrics in points.items():
-        assert 0 <= metrics["acc/synthetic"] <= 1 and 0 <= metrics["interventions/synthetic"] <= int(k)
+        assert 0 <= metrics["acc/synthetic"] <= 1 and metrics["n/synthetic"] == 8
+        assert metrics["interventions/synthetic"] <= int(k)  # at most k per problem
+        if k == "0":
+            assert metrics["interventions/synthetic"] == 0  # the k=0 point is the strategy without intervening
 
 
 def test_scaling_preset_sweeps_both_strategies_over_the_intervention_counts():

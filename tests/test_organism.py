@@ -12,9 +12,9 @@ from reasonbridge.curation import organism
 from reasonbridge.curation.filters import quality_reasons
 from reasonbridge.curation.pool import split_of, synthetic_benchmark, synthetic_pool
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
-from reasonbridge.evaluation.answers import check_exact
+from reasonbridge.answers import check_exact
 from reasonbridge.inference.state import detect_state, unused_quantities
-from reasonbridge.models.organism_student import build_organism_student, organism_tokenizer
+from reasonbridge.student.organism_student import build_organism_student, organism_tokenizer
 from reasonbridge.prompts import chat
 
 

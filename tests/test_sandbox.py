@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from reasonbridge.evaluation import sandbox
-from reasonbridge.evaluation.checkers import Checker, check_code
+from reasonbridge.evaluation.checkers import Checker
+from reasonbridge.evaluation.checkers.code import check_code
 from reasonbridge.evaluation.check import main as check_main
 
 pytestmark = pytest.mark.skipif(sandbox.unavailable_reason() is not None,

@@ -1,7 +1,7 @@
 """Step diagnostics: true operations and operations of the reference solution."""
 from reasonbridge.curation.pool import generate_split
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
-from reasonbridge.evaluation.steps import reference_operations, step_counts, step_metrics
+from reasonbridge.diagnostics.steps import reference_operations, step_counts, step_metrics
 
 PROBLEM = {"meta": {"steps": [{"a": 3, "op": "*", "b": 2, "result": 6}, {"a": 9, "op": "*", "b": 8, "result": 72}],
                     "check": {"a": 78, "op": "-", "b": 72, "result": 6}}}

@@ -6,7 +6,7 @@ import pytest
 
 from reasonbridge.curation.synthetic import generate_problems
 from reasonbridge.curation.teachers.symbolic import DEFECT_KINDS, SymbolicTeacher
-from reasonbridge.evaluation.answers import extract_all_boxed, extract_boxed
+from reasonbridge.answers import extract_all_boxed, extract_boxed
 
 STEP = re.compile(r"Step (\d+): (\d+) ([-+*/]) (\d+) = (\d+) \((.*)\)$")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}

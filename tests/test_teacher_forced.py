@@ -6,8 +6,8 @@ import torch
 
 from reasonbridge.curation.pool import generate_split
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
-from reasonbridge.evaluation.teacher_forced import PARTS, forced_counts, forced_metrics, trace_parts
-from reasonbridge.models.tiny import CHAT_TEMPLATE, train_tokenizer
+from reasonbridge.diagnostics.teacher_forced import PARTS, forced_counts, forced_metrics, trace_parts
+from reasonbridge.student.tiny import CHAT_TEMPLATE, train_tokenizer
 
 
 def test_every_character_gets_the_part_of_the_trace_it_is_in():

@@ -4,7 +4,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonbridge.config import PoolConfig, TinyStudentConfig
 from reasonbridge.curation.pool import generate_split
-from reasonbridge.models.tiny import (build_tiny_student, fact_accuracy, fact_sheets, operation_facts,
+from reasonbridge.student.tiny import (build_tiny_student, fact_accuracy, fact_sheets, operation_facts,
                                      train_tokenizer)
 from reasonbridge.prompts import chat
 

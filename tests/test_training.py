@@ -13,8 +13,9 @@ from reasonbridge.models.loading import load_model
 from reasonbridge.pipeline import Pipeline
 from reasonbridge.prompts import chat
 from reasonbridge.training.run import attach_adapters, train_student
-from reasonbridge.training.sft import (IGNORE, SEGMENT_IDS, TrainSettings, encode_chat, hierarchical_loss,
-                                       train_causal_lm)
+from reasonbridge.training.data import IGNORE, SEGMENT_IDS, encode_chat
+from reasonbridge.training.loss import hierarchical_loss
+from reasonbridge.training.sft import TrainSettings, train_causal_lm
 from reasonbridge.io import write_jsonl
 from tests.conftest import compose_config
 

@@ -14,7 +14,8 @@ import re
 from collections import Counter, defaultdict
 from fractions import Fraction
 
-from reasonbridge.evaluation.answers import extract_all_boxed, normalize_answer
+from reasonbridge.answers import extract_all_boxed, normalize_answer
+from reasonbridge.problems import DEFAULT_DOMAIN, MSC_CODES
 
 # -- quality -------------------------------------------------------------------------------
 _PAIRS = {")": "(", "]": "[", "}": "{"}
@@ -150,7 +151,6 @@ DOMAIN_RULES: list[tuple[str, re.Pattern]] = [
     ("40", re.compile(r"\b(sequence|term|arithmetic progression|geometric progression|series)\b", re.I)),
     ("15", re.compile(r"\b(solve|equation|matrix|system of|linear)\b|(?<![A-Za-z])[a-z]\s*[-+=]\s*\d")),
 ]
-DEFAULT_DOMAIN = "97"  # mathematics education / arithmetic word problems
 
 
 def classify_domain(problem_text: str) -> str:
@@ -188,15 +188,6 @@ def diversity_sample(traces: list[dict], size: int, *, seed: int) -> list[dict]:
             del by_domain[domain]
     return selected
 
-
-# MSC two-digit codes offered to an LLM classifier (those of the embedded suite and of MATH)
-MSC_CODES = {
-    "97": "mathematics education, arithmetic word problems", "08": "general algebraic systems, algebra",
-    "12": "field theory and polynomials", "15": "linear and multilinear algebra, equations",
-    "26": "real functions, precalculus", "51": "geometry", "11": "number theory", "05": "combinatorics",
-    "60": "probability theory", "40": "sequences, series, summability", "34": "ordinary differential equations",
-    "28": "measure and integration, calculus",
-}
 
 
 def domain_prompt(problem_text: str) -> list[dict[str, str]]:

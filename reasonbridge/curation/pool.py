@@ -20,6 +20,7 @@ from typing import Iterator
 from reasonbridge.curation import organism
 from reasonbridge.curation.synthetic import generate_problems
 from reasonbridge.io import DataError, iter_jsonl
+from reasonbridge.problems import SUBJECT_TO_MSC
 
 HELDOUT_SHARE = 10  # 1 in 10 problem texts belongs to the held-out split
 
@@ -70,12 +71,6 @@ def synthetic_pool(size: int, *, seed: int, difficulties, max_operand: int, doma
 
 # -- local files --------------------------------------------------------------------------
 CANONICAL_FIELDS = ("id", "problem", "answer", "domain", "source")
-
-# MATH's subjects as MSC two-digit codes, so real pools get domains without a classifier
-SUBJECT_TO_MSC = {
-    "prealgebra": "97", "algebra": "08", "intermediate algebra": "12", "precalculus": "26",
-    "geometry": "51", "number theory": "11", "counting & probability": "05",
-}
 
 
 def _rows_of(path: Path) -> Iterator[tuple[int, dict]]:

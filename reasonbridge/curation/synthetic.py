@@ -16,15 +16,8 @@ import math
 import random
 from typing import Callable
 
-DOMAINS: dict[str, str] = {
-    "97": "arithmetic word problems",
-    "15": "linear equations",
-    "11": "number theory",
-    "05": "combinatorics",
-    "60": "probability",
-    "51": "geometry",
-    "40": "sequences",
-}
+from reasonbridge.problems import DOMAINS, step_ancestors
+
 MAX_VALUE = 999
 MAX_WORDS = 45
 _INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
@@ -731,27 +724,6 @@ def _seq_average(w: _Work, d: int) -> tuple[str, str]:
 
 
 # -- generation ---------------------------------------------------------------------------------
-def has_worked_solution(problem: dict) -> bool:
-    """Whether a problem records its worked solution (the synthetic suite's do, real benchmarks' not)."""
-    return bool((problem.get("meta") or {}).get("steps"))
-
-
-def solution_operations(meta: dict) -> list[dict]:
-    """The single operations of a problem's worked solution: its steps, then its check."""
-    return [st for st in [*(meta.get("steps") or []), meta.get("check")] if st]
-
-
-def step_ancestors(steps: list[dict], i: int) -> set[int]:
-    """Indices of the steps whose results step ``i`` uses, directly or not (``i`` included)."""
-    out, todo = set(), [i]
-    while todo:
-        j = todo.pop()
-        if j not in out:
-            out.add(j)
-            todo += [s for s in (steps[j].get("a_src"), steps[j].get("b_src")) if s is not None]
-    return out
-
-
 def _draft(code: str, d: int, rng: random.Random, max_operand: int) -> dict | None:
     """One problem of the domain and difficulty, or None if the sampled numbers were rejected."""
     name, _, fn = rng.choice([t for t in _TEMPLATES[code] if d in t[1]])

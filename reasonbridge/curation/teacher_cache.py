@@ -187,7 +187,7 @@ def collect_traces(teacher, problems: list[dict], cache: TeacherCache, budget: B
     """A trace for every problem, from the cache where possible; the rest queried and cached as
     each finishes. Returns the traces (pool order) and {queries, cache_hits, cost_usd} of this call."""
     from reasonbridge.curation.segment import segment
-    from reasonbridge.evaluation.answers import extract_boxed
+    from reasonbridge.answers import extract_boxed
 
     keyed = [(query_key(teacher.identity, prompt, teacher.sampling), p, prompt)
              for p in problems for prompt in [teacher.prompt(p)]]

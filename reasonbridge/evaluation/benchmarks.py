@@ -22,12 +22,12 @@ import csv
 import gzip
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from reasonbridge.curation.pool import SUBJECT_TO_MSC
 from reasonbridge.io import DataError, jsonl_objects
+from reasonbridge.problems import SUBJECT_TO_MSC
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
@@ -50,33 +50,20 @@ class BenchmarkSpec:
     checker: str
     instruction: str
     required: tuple[str, ...]  # canonical fields every row must map
-    default_fields: dict = field(default_factory=dict)
 
 
+# What the code knows about each benchmark; its file's field map is in conf/benchmark/<name>.yaml.
 SPECS: dict[str, BenchmarkSpec] = {
     "synthetic": BenchmarkSpec("exact", MATH_INSTRUCTION, ()),
-    "aime24": BenchmarkSpec("integer", MATH_INSTRUCTION, ("problem", "answer"),
-                            {"id": "id", "problem": "problem", "answer": "answer"}),
-    "math500": BenchmarkSpec("math", MATH_INSTRUCTION, ("problem", "answer"),
-                             {"id": "unique_id", "problem": "problem", "answer": "answer", "subject": "subject",
-                              "level": "level"}),
-    "gsm8k": BenchmarkSpec("math", MATH_INSTRUCTION, ("problem", "answer"),
-                           {"id": None, "problem": "question", "answer": "answer"}),
+    "aime24": BenchmarkSpec("integer", MATH_INSTRUCTION, ("problem", "answer")),
+    "math500": BenchmarkSpec("math", MATH_INSTRUCTION, ("problem", "answer")),
+    "gsm8k": BenchmarkSpec("math", MATH_INSTRUCTION, ("problem", "answer")),
     "gpqa_diamond": BenchmarkSpec("choice", CHOICE_INSTRUCTION,
-                                  ("problem", "correct", "incorrect_1", "incorrect_2", "incorrect_3"),
-                                  {"id": "Record ID", "problem": "Question", "correct": "Correct Answer",
-                                   "incorrect_1": "Incorrect Answer 1", "incorrect_2": "Incorrect Answer 2",
-                                   "incorrect_3": "Incorrect Answer 3", "subject": "Subdomain"}),
-    "mmlu_stem": BenchmarkSpec("choice", CHOICE_INSTRUCTION, ("problem", "choices", "answer", "subject"),
-                               {"id": None, "problem": "question", "choices": "choices", "answer": "answer",
-                                "subject": "subject"}),
-    "logiqa": BenchmarkSpec("choice", CHOICE_INSTRUCTION, ("problem", "choices", "answer"),
-                            {"id": None, "context": "context", "problem": "query", "choices": "options",
-                             "answer": "correct_option"}),
-    "bbh": BenchmarkSpec("bbh", BBH_INSTRUCTION, ("problem", "answer"),
-                         {"id": None, "problem": "input", "answer": "target"}),
-    "humaneval": BenchmarkSpec("code", CODE_INSTRUCTION, ("id", "problem", "tests", "entry_point"),
-                               {"id": "task_id", "problem": "prompt", "tests": "test", "entry_point": "entry_point"}),
+                                  ("problem", "correct", "incorrect_1", "incorrect_2", "incorrect_3")),
+    "mmlu_stem": BenchmarkSpec("choice", CHOICE_INSTRUCTION, ("problem", "choices", "answer", "subject")),
+    "logiqa": BenchmarkSpec("choice", CHOICE_INSTRUCTION, ("problem", "choices", "answer")),
+    "bbh": BenchmarkSpec("bbh", BBH_INSTRUCTION, ("problem", "answer")),
+    "humaneval": BenchmarkSpec("code", CODE_INSTRUCTION, ("id", "problem", "tests", "entry_point")),
 }
 
 
@@ -222,7 +209,7 @@ def format_choices(question: str, options: list[str], correct: int, *, shuffle: 
 def _problem(bcfg, row: dict, where: str, index: int, seed: int) -> dict:
     name = bcfg.name
     spec = spec_of(name)
-    fields = {**spec.default_fields, **dict(bcfg.fields)}
+    fields = dict(bcfg.fields)
     get: Callable = lambda canon, required=False: _field(row, fields, canon, where, required)  # noqa: E731
     for canon in spec.required:
         get(canon, True)
@@ -280,8 +267,8 @@ def _wanted_subset(bcfg, row: dict, fields: dict) -> bool:
 
 def load_benchmark(bcfg, *, seed: int) -> list[dict]:
     """The first ``bcfg.size`` problems (all when null) of a file-based or hub benchmark."""
-    spec = spec_of(bcfg.name)
-    fields = {**spec.default_fields, **dict(bcfg.fields)}
+    spec_of(bcfg.name)  # an unknown benchmark fails here, before its file is read
+    fields = dict(bcfg.fields)
     rows = _hub_rows(bcfg) if bcfg.source == "hub" else _rows(resolve_path(bcfg))
     problems: list[dict] = []
     for index, (where, row) in enumerate(rows):

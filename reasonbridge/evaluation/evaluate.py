@@ -8,37 +8,8 @@ from pathlib import Path
 
 from reasonbridge.evaluation.checkers import Checker
 from reasonbridge.io import read_appended
-from reasonbridge.evaluation.steps import reference_operations, step_counts, step_metrics
-from reasonbridge.evaluation.teacher_forced import forced_counts, forced_metrics
-from reasonbridge.inference.generate import generate
+from reasonbridge.inference import dispatch
 from reasonbridge.prompts import INSTRUCTION, chat
-
-
-def _generate(model, tokenizer, prompts: list[str], problems: list[str], inference, *, seed: int,
-              progress: bool, desc: str) -> list[dict]:
-    """Dispatch on the inference config: the plain greedy fast path, the KV-cache engine, or vLLM."""
-    from reasonbridge.inference.strategies import build_strategy
-
-    strategy = build_strategy(inference)
-    max_thinking = None
-    if strategy.intervenes:
-        max_thinking = inference.max_thinking_tokens or inference.max_new_tokens - inference.answer_tokens
-    sampling = dict(temperature=inference.temperature, top_p=inference.top_p, seed=seed)
-    if inference.backend == "vllm":
-        from reasonbridge.inference.vllm_backend import generate_vllm
-        return generate_vllm(model, tokenizer, prompts, problems, strategy, max_new_tokens=inference.max_new_tokens,
-                             max_thinking_tokens=max_thinking, **sampling)
-    if inference.name == "none" and inference.temperature == 0:
-        outputs = generate(model, tokenizer, prompts, max_new_tokens=inference.max_new_tokens,
-                           batch_size=inference.batch_size, progress=progress, desc=desc)
-        for out in outputs:
-            out.update(interventions={}, states=[], budget_exhausted=False, stop_tokens=[tokenizer.eos_token],
-                       end_of_thinking=[])
-        return outputs
-    from reasonbridge.inference.engine import generate_with_strategy
-    return generate_with_strategy(model, tokenizer, prompts, problems, strategy,
-                                  max_new_tokens=inference.max_new_tokens, batch_size=inference.batch_size,
-                                  max_thinking_tokens=max_thinking, progress=progress, desc=desc, **sampling)
 
 
 def _read_partial(path: Path | None) -> dict[tuple[str, int], dict]:
@@ -62,8 +33,7 @@ class EvalJob:
 def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inference, seed: int = 0,
              progress: bool = True, checker: str = "exact", instruction: str = INSTRUCTION,
              check_workers: int = 2, code_timeout_s: float = 10.0,
-             resume_path: Path | None = None, teacher_forced: bool = True,
-             unsafe_unsandboxed_code: bool = False) -> tuple[list[dict], dict[str, float]]:
+             resume_path: Path | None = None, unsafe_unsandboxed_code: bool = False) -> tuple[list[dict], dict[str, float]]:
     """Return one prediction record per problem and sample, and the benchmark's metrics.
 
     With ``inference.num_samples`` > 1 every problem gets that many records (field
@@ -73,15 +43,13 @@ def evaluate(model, tokenizer, problems: list[dict], *, benchmark: str, inferenc
     """
     job = EvalJob(benchmark, problems, checker, instruction, code_timeout_s, resume_path, unsafe_unsandboxed_code)
     return evaluate_many(model, tokenizer, [job], inference=inference, seed=seed, progress=progress,
-                         check_workers=check_workers, teacher_forced=teacher_forced)[0]
+                         check_workers=check_workers)[0]
 
 
 def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int = 0, progress: bool = True,
-                  check_workers: int = 2, teacher_forced: bool = True) -> list[tuple[list[dict], dict[str, float]]]:
+                  check_workers: int = 2) -> list[tuple[list[dict], dict[str, float]]]:
     """`evaluate` for several benchmarks in one generation pass: their prompts share batches
-    (on CPU a decoding step costs about the same for a few more rows), each judged by its checker.
-    ``teacher_forced`` adds the `forced/<part>/<benchmark>` metrics where problems carry a
-    reference solution (see `teacher_forced.py`)."""
+    (on CPU a decoding step costs about the same for a few more rows), each judged by its checker."""
     n_samples = inference.num_samples
     suffix = inference.think_start or ""
     api = getattr(model, "is_api", False)  # a served model (model=api) takes the chat messages
@@ -114,8 +82,9 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
             if api:
                 outputs = model.generate([json.loads(e[2]) for e in part])
             else:
-                outputs = _generate(model, tokenizer, [e[2] for e in part], [e[1]["problem"] for e in part],
-                                    inference, seed=seed + start, progress=progress, desc=desc)
+                outputs = dispatch.generate_outputs(model, tokenizer, [e[2] for e in part],
+                                                    [e[1]["problem"] for e in part], inference, seed=seed + start,
+                                                    progress=progress, desc=desc)
             for j, job in enumerate(jobs):
                 mine = [(e, out) for e, out in zip(part, outputs) if e[0] == j]
                 if not mine:
@@ -131,9 +100,6 @@ def evaluate_many(model, tokenizer, jobs: list[EvalJob], *, inference, seed: int
     for j, job in enumerate(jobs):
         predictions, metrics = _metrics(job.benchmark, [done[j][(p["id"], s)] for p, _, s in expanded[j]],
                                         len(job.problems), inference)
-        if teacher_forced and not api:
-            counts = forced_counts(model, tokenizer, job.problems, job.instruction, prompt_suffix=suffix)
-            metrics.update(forced_metrics(job.benchmark, counts))
         results.append((predictions, metrics))
     return results
 
@@ -145,7 +111,6 @@ def _metrics(benchmark: str, predictions: list[dict], n_problems: int, inference
         f"n/{benchmark}": float(n_problems),
         f"gen_tokens/{benchmark}": sum(x["tokens"] for x in predictions) / n,
     }
-    metrics.update(step_metrics(benchmark, [x.get("steps") for x in predictions]))
     if inference.name != "none":
         metrics[f"interventions/{benchmark}"] = sum(sum(x["interventions"].values()) for x in predictions) / n
         metrics[f"budget_exhausted/{benchmark}"] = sum(x["budget_exhausted"] for x in predictions) / n
@@ -162,6 +127,5 @@ def _record(p: dict, prompt: str, sample: int, out: dict, verdict) -> dict:
         "conditioned_on": out["conditioned_on"], "stop_tokens": out["stop_tokens"],
         "end_of_thinking": out["end_of_thinking"],
         "domain": p.get("domain"), "difficulty": p.get("difficulty"),
-        "steps": step_counts(out["output"], reference_operations(p)),
         **({"isolation": verdict.isolation} if verdict.isolation else {}),
     }

@@ -152,12 +152,12 @@ class ReasonBridgeLM(LM):
         return text + (self.inference.think_start or "") if add_generation_prompt else text
 
     def generate_until(self, requests) -> list[str]:
-        from reasonbridge.evaluation.evaluate import _generate
+        from reasonbridge.inference.dispatch import generate_outputs
 
         def compute(part, start: int) -> list[dict]:
             contexts = [r.args[0] for r in part]
-            outputs = _generate(self.model, self.tokenizer, contexts, contexts, self.inference,
-                                seed=self.seed + start, progress=self.progress, desc="lm-eval generate")
+            outputs = generate_outputs(self.model, self.tokenizer, contexts, contexts, self.inference,
+                                       seed=self.seed + start, progress=self.progress, desc="lm-eval generate")
             records = []
             for req, out in zip(part, outputs):
                 text = out["output"]
@@ -299,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write local lm-eval tasks for benchmarks read from files (default paths of conf/benchmark)."""
     import argparse
 
-    from omegaconf import OmegaConf
-
-    from reasonbridge.config import BenchmarkConfig
+    from reasonbridge.config import benchmark_option
     from reasonbridge.evaluation.benchmarks import checker_of, load_benchmark, spec_of
 
     ap = argparse.ArgumentParser(prog="python -m reasonbridge.evaluation.lm_eval_model", description=main.__doc__)
@@ -309,9 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for lm_eval --include_path")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args(argv)
-    conf = Path(__file__).resolve().parents[2] / "conf" / "benchmark"
     for name in args.benchmarks:
-        bcfg = OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(conf / f"{name}.yaml"))
+        bcfg = benchmark_option(name)
         bcfg.size = args.limit
         if name in ("synthetic", "lm_eval"):
             ap.error(f"{name}: only benchmarks read from files can be exported")

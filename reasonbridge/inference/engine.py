@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from reasonbridge.inference.generate import in_length_batches
+from reasonbridge.models.generation import in_length_batches
 from reasonbridge.inference.strategies import Episode, Strategy
 
 _TRIGGERS: dict[tuple, torch.Tensor] = {}

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from reasonbridge.evaluation.answers import extract_all_boxed, normalize_answer
+from reasonbridge.answers import extract_all_boxed, normalize_answer
 
 STATES = ("complete", "partial", "uncertain", "unverified")
 

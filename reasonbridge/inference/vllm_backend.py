@@ -13,10 +13,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reasonbridge.config import VLLM_INSTALL_HINT as INSTALL_HINT
 from reasonbridge.inference.strategies import Episode, Strategy
 
-INSTALL_HINT = ("inference.backend=vllm needs vLLM, which is not installed: `pip install 'reasonbridge[vllm]'` "
-                "(a CUDA machine), or use inference.backend=hf")
 
 
 def _import_vllm():

@@ -13,7 +13,8 @@ from reasonbridge.adapters.lora import attach_lora, load_lora
 from reasonbridge.io import read_jsonl
 from reasonbridge.models.loading import DTYPES, count_parameters, load_model
 from reasonbridge.prompts import chat
-from reasonbridge.training.sft import TrainSettings, encode_chat, train_causal_lm
+from reasonbridge.training.data import encode_chat
+from reasonbridge.training.sft import TrainSettings, train_causal_lm
 from reasonbridge.training.speed import choose_cpu_settings
 
 HIERARCHICAL = ("full", "no_strategic", "no_tactical", "no_operational")

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning of any transformers causal LM on chat examples, through accelerate.
+"""The training loop: supervised fine-tuning of any transformers causal LM on chat examples,
+through accelerate (data.py encodes and orders the examples, loss.py is the hierarchical loss).
 
 The same loop pre-trains the embedded tiny student (loss on every token) and fine-tunes
 on teacher traces (loss on the assistant turn only, located through the chat template),
@@ -11,113 +12,25 @@ from __future__ import annotations
 import math
 import os
 import logging
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from reasonbridge import preemption
+from reasonbridge.training.checkpoint import rng_state, set_rng_state
+from reasonbridge.training.data import IGNORE, EpochPermutation, collate
+from reasonbridge.training.loss import hierarchical_loss
 
 log = logging.getLogger(__name__)
-IGNORE = -100
-# Per-token segment ids. OTHER = assistant tokens outside every reasoning segment (the end-of-turn
-# token, unlabelled text); they count towards L_out together with the answer span.
-SEGMENT_IDS = {"other": 0, "strategic": 1, "tactical": 2, "operational": 3, "answer": 4}
-LOSS_TERMS = ("out", "strategic", "tactical", "operational")
-
-
-def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: bool = True,
-                segments: list[dict] | None = None) -> dict:
-    """Token ids and labels for a conversation whose last message is the assistant's.
-
-    The prompt part is rendered with `add_generation_prompt=True` and tokenized apart
-    from the response, so the label mask starts exactly where generation would start.
-    With `segments` (char offsets into the assistant message) the result also holds
-    `segment_ids`: per token, the `SEGMENT_IDS` level its first character falls in
-    (needs a fast tokenizer for the offset mapping).
-    """
-    prompt_text = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full_text.startswith(prompt_text):
-        raise ValueError("chat template renders the prompt differently with and without the answer; "
-                         "cannot locate the assistant turn")
-    response_text = full_text[len(prompt_text):]
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    enc = tokenizer(response_text, add_special_tokens=False, return_offsets_mapping=segments is not None)
-    response_ids = enc["input_ids"]
-    input_ids = (prompt_ids + response_ids)[:max_len]
-    labels = ([IGNORE] * len(prompt_ids) if assistant_only else list(prompt_ids)) + response_ids
-    out = {"input_ids": input_ids, "labels": labels[:max_len]}
-    if segments is not None:
-        content = messages[-1]["content"]
-        base = response_text.find(content)
-        if base < 0:
-            raise ValueError("chat template alters the assistant message; cannot map trace segments to tokens")
-        char_level = np.zeros(len(response_text) + 1, dtype=np.int64)
-        for seg in segments:
-            if seg.get("level") not in SEGMENT_IDS or seg["level"] == "other":
-                raise ValueError(f"trace segment {seg}: level must be one of "
-                                 f"{[k for k in SEGMENT_IDS if k != 'other']}")
-            char_level[base + seg["start"]:base + seg["end"]] = SEGMENT_IDS[seg["level"]]
-        seg_ids = [int(char_level[min(start, len(response_text))]) for start, _ in enc["offset_mapping"]]
-        out["segment_ids"] = ([0] * len(prompt_ids) + seg_ids)[:max_len]
-    return out
-
-
-def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(x["input_ids"]) for x in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    segs = torch.zeros((len(batch), width), dtype=torch.long) if "segment_ids" in batch[0] else None
-    for i, x in enumerate(batch):
-        n = len(x["input_ids"])
-        ids[i, :n] = torch.tensor(x["input_ids"])
-        labels[i, :n] = torch.tensor(x["labels"])
-        mask[i, :n] = 1
-        if segs is not None:
-            segs[i, :n] = torch.tensor(x["segment_ids"])
-    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    if segs is not None:
-        out["segment_ids"] = segs
-    return out
-
-
-def hierarchical_loss(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor,
-                      weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
-    """λ_out·L_out + λ_strat·L_strat + λ_tact·L_tact + λ_op·L_op, each the mean token CE over
-    that level's tokens in the batch. L_out covers the answer span and every assistant token
-    outside the reasoning segments (so the end-of-turn token is learned); a trace without
-    segments therefore trains as λ_out × plain SFT. A level absent from the batch adds 0."""
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    shift_segs = segment_ids[:, 1:]
-    ce = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                                           shift_labels.reshape(-1), ignore_index=IGNORE, reduction="none")
-    valid = (shift_labels.reshape(-1) != IGNORE)
-    segs = shift_segs.reshape(-1)
-    masks = {"out": valid & ((segs == SEGMENT_IDS["answer"]) | (segs == SEGMENT_IDS["other"])),
-             "strategic": valid & (segs == SEGMENT_IDS["strategic"]),
-             "tactical": valid & (segs == SEGMENT_IDS["tactical"]),
-             "operational": valid & (segs == SEGMENT_IDS["operational"])}
-    total = ce.new_zeros(())
-    terms: dict[str, float] = {}
-    for name, m in masks.items():
-        if m.any():
-            term = ce[m].mean()
-            total = total + weights[name] * term
-            terms[name] = term.item()
-    return total, terms
 
 
 @dataclass
@@ -139,23 +52,6 @@ class TrainSettings:
     checkpoint_dir: Optional[Path] = None
 
 
-class EpochPermutation(Sampler):
-    """The order `RandomSampler(generator=Generator().manual_seed(seed))` gives in each epoch
-    (one permutation per epoch from one generator), but able to start part-way (resuming)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed)
-        for _ in range(self.epoch + 1):
-            perm = torch.randperm(self.n, generator=generator)
-        return iter(perm[self.skip:].tolist())
-
-    def __len__(self) -> int:
-        return self.n - self.skip
-
-
 def resolve_precision(precision: str) -> str:
     """accelerate's mixed_precision for `auto|bf16|fp32`: bf16 on a GPU that has it or a CPU with
     native bf16 matmuls (oneDNN), else fp32."""
@@ -166,21 +62,6 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
     return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 CHECKPOINT = "state.pt"
@@ -251,7 +132,7 @@ def _train(model, examples: list[dict], settings: TrainSettings, *, pad_id: int,
                 params[name].copy_(value)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"])
+        set_rng_state(saved["rng"])
         state = saved["state"]
 
     def save_checkpoint() -> None:
@@ -262,7 +143,7 @@ def _train(model, examples: list[dict], settings: TrainSettings, *, pad_id: int,
         payload = {"trainable": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters()
                                  if p.requires_grad},
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "rng": _rng_state(), "state": {**state, "elapsed": state["elapsed"] + time.perf_counter() - start}}
+                   "rng": rng_state(), "state": {**state, "elapsed": state["elapsed"] + time.perf_counter() - start}}
         tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
         torch.save(payload, tmp)
         tmp.replace(ckpt)

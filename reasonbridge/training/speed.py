@@ -38,7 +38,7 @@ def choose_cpu_settings(model, examples: list[dict], *, requested: str = "auto",
     On a GPU nothing is measured: precision stays as requested."""
     if torch.cuda.is_available():
         return {"precision": requested, "threads": torch.get_num_threads(), "seconds": {}}
-    from reasonbridge.training.sft import collate
+    from reasonbridge.training.data import collate
     batch = collate(examples, pad_id=0)
     probe = copy.deepcopy(model).train()
     precisions = ["fp32", "bf16"] if requested == "auto" else [requested]

@@ -41,7 +41,7 @@ class HFLocalTeacher:
         return self._model
 
     def run(self, jobs: list[tuple[str, dict, str]], emit: Callable, budget: Budget) -> None:
-        from reasonbridge.inference.generate import generate
+        from reasonbridge.models.generation import generate
 
         if not jobs:
             return

@@ -14,7 +14,7 @@ from typing import Callable
 
 from reasonbridge.curation import organism
 from reasonbridge.curation.synthetic import MAX_VALUE, apply_op, inverse_check, step_ancestors
-from reasonbridge.evaluation.answers import extract_boxed
+from reasonbridge.answers import extract_boxed
 
 # Part of the teacher's identity: bump it whenever the trace text changes, so a teacher cache
 # (keyed by identity and prompt) never serves traces in an older format.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from reasonbridge.curation.filters import operation_holds, written_operations
-from reasonbridge.curation.synthetic import has_worked_solution, solution_operations
+from reasonbridge.problems import has_worked_solution, solution_operations
 
 _OPS = {"×": "*", "÷": "/"}
 

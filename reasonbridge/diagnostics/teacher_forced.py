@@ -17,7 +17,7 @@ import re
 
 import torch
 
-from reasonbridge.curation.synthetic import has_worked_solution
+from reasonbridge.problems import has_worked_solution
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
 from reasonbridge.prompts import INSTRUCTION, chat
 

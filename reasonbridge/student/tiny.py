@@ -19,11 +19,13 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from reasonbridge.config import TinyStudentConfig, default_phrases
-from reasonbridge.curation.synthetic import direct_answer_text, solution_operations
+from reasonbridge.curation.synthetic import direct_answer_text
 from reasonbridge.curation.pool import generate_split
 from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
+from reasonbridge.problems import solution_operations
 from reasonbridge.prompts import chat
-from reasonbridge.training.sft import IGNORE, TrainSettings, encode_chat, train_causal_lm
+from reasonbridge.training.data import IGNORE, encode_chat
+from reasonbridge.training.sft import TrainSettings, train_causal_lm
 
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 CHAT_TEMPLATE = (

@@ -1,0 +1,1 @@
+"""Opt-in diagnostics that explain one student beyond accuracy: step metrics and teacher-forced accuracy."""

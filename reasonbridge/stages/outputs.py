@@ -1,0 +1,83 @@
+"""What each stage's artifact contributes to the run's MLflow record: the metric names the report and
+the README rely on (data/*, teacher/*, train/*, params/*, acc/*, ...) are read from the artifacts here."""
+from __future__ import annotations
+
+import json
+
+from omegaconf import DictConfig
+
+from reasonbridge.io import read_jsonl
+from reasonbridge.stages.context import PipelineResult
+
+
+def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
+    """Tags (cache keys, hits) and metrics read from each finished stage's artifact, and the artifacts
+    a run carries (the selected data, predictions)."""
+    stages = result.stages
+    tags = {f"cache/{n}": r.key for n, r in stages.items()}
+    tags.update({f"cache_hit/{n}": str(r.hit) for n, r in stages.items()})
+    if result.stopped_after:
+        tags["stopped_after"] = result.stopped_after
+    logger.set_tags(tags)
+    metrics: dict[str, float] = {}
+    if "pool" in stages:
+        info = json.loads((stages["pool"].path / "pool.json").read_text())
+        metrics["data/pool"] = info["kept"]
+        for count in ("loaded", "exact_duplicates", "near_duplicates", "decontaminated"):
+            metrics[f"data/{count}"] = info[count]
+    if "traces" in stages:
+        info = json.loads((stages["traces"].path / "teacher.json").read_text())
+        if stages["traces"].hit:  # every trace came from the stage cache: no query, no cost in this run
+            metrics.update({"teacher/queries": 0, "teacher/cache_hits": metrics.get("data/pool", 0),
+                            "teacher/cost_usd": 0.0})
+        else:
+            metrics.update({"teacher/queries": info["queries"], "teacher/cache_hits": info["cache_hits"],
+                            "teacher/cost_usd": info["cost_usd"]})
+    for name, res in stages.items():
+        if name.startswith("attempts/"):
+            metrics[f"reference/{name.split('/', 1)[1]}/solved"] = json.loads((res.path / "metrics.json").read_text())["solved"]
+    if "data" in stages:
+        manifest_path = stages["data"].path / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        counts = manifest["counts"]
+        metrics.update({"data/parsed": counts["parsed"], "data/after_quality": counts["after_quality"],
+                        "data/after_difficulty": counts["after_difficulty"], "data/selected": counts["selected"]})
+        logger.log_artifact(manifest_path, "data")
+        logger.log_artifact(stages["data"].path / "selected.jsonl", "data")
+        logger.log_dataset(stages["data"].path / "selected.jsonl", name=f"reason-{cfg.data.name}",
+                           digest=manifest["selected_sha256"], context="training")
+    if "student" in stages and (stages["student"].path / "student.json").exists():
+        info = json.loads((stages["student"].path / "student.json").read_text())
+        if "params" in info:
+            metrics["student/params"] = info["params"]
+        if "fact_accuracy" in info:
+            metrics["student/fact_accuracy"] = info["fact_accuracy"]
+        metrics.update({f"student/{skill}": v for skill, v in info.get("skills", {}).items()})
+    if "train" in stages:
+        summary = json.loads((stages["train"].path / "train.json").read_text())
+        metrics.update({"train/time_s": summary["time_s"], "train/tokens_per_s": summary["tokens_per_s"],
+                        "params/trainable": summary["trainable_params"],
+                        "params/trainable_pct": summary["trainable_pct"]})
+        if summary.get("cpu"):  # the precision and threads measured fastest on this machine
+            tags.update({"train/cpu_precision": summary["cpu"]["precision"],
+                         "train/cpu_threads": str(summary["cpu"]["threads"])})
+            logger.set_tags(tags)
+        # train/loss, train/lr and, with the hierarchical loss, train/loss_out, train/loss_strategic, ...
+        logger.log_series([(f"train/{k}", v, h["step"]) for h in summary["history"] for k, v in h.items()
+                           if k != "step"])
+    elif cfg.adapters.name == "none" and not result.stopped_after:
+        metrics["params/trainable_pct"] = 0.0
+    isolation: dict[str, str] = {}  # code benchmarks: which isolation judged the run's programs
+    for name, res in stages.items():
+        if name == "eval" or name.startswith("eval/"):
+            for pred in sorted((res.path / "predictions").rglob("*.jsonl")):
+                sub = pred.parent.relative_to(res.path).as_posix()  # predictions or predictions/lm_eval
+                logger.log_artifact(pred, sub)
+                used = sorted({r["isolation"] for r in read_jsonl(pred) if r.get("isolation")})
+                if used:
+                    isolation[f"isolation/{pred.relative_to(res.path / 'predictions').with_suffix('').as_posix()}"] = \
+                        ",".join(used)
+    if isolation:
+        logger.set_tags(isolation)
+    metrics.update(result.metrics)
+    logger.log_metrics(metrics)

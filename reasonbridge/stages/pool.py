@@ -1,0 +1,56 @@
+"""Stage `pool`: the problem pool (synthetic or local files), cleaned of duplicates and of anything
+that overlaps an evaluated benchmark, every problem with an MSC domain."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from reasonbridge.cache import StageResult, write_json_atomic
+from reasonbridge.io import read_jsonl, write_jsonl
+from reasonbridge.stages.context import RunContext, config_slice
+
+
+def pool(ctx: RunContext, benches: dict[str, StageResult]) -> StageResult:
+    cfg = ctx.cfg
+    config = {"pool": config_slice(cfg.pool), "seed": cfg.seed}
+    if cfg.pool.name == "jsonl":  # the files' contents, not just their names, decide the pool
+        from reasonbridge.curation.pool import file_sha256
+        config["files"] = {p: file_sha256(Path(p)) for p in cfg.pool.paths}
+    else:  # the synthetic pool ignores the file options
+        config["pool"] = {k: v for k, v in config["pool"].items() if k not in ("paths", "fields", "answer_regex")}
+        if cfg.pool.suite == "organism":
+            config["suite"] = ctx.suite_key()
+    if cfg.pool.domain_classifier == "teacher":
+        config["classifier"] = config_slice(cfg.teacher)
+
+    def compute(out: Path) -> None:
+        from reasonbridge.curation.filters import classify_domain
+        from reasonbridge.curation.pool import clean_pool, load_problem_files, synthetic_pool
+        from reasonbridge.problems import DOMAINS
+        bench_texts = [p["problem"] for b in benches.values() for p in read_jsonl(b.path / "problems.jsonl")]
+        if cfg.pool.name == "jsonl":
+            problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),
+                                          answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
+        else:
+            problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts),
+                                         **ctx.suite())
+        problems, counts = clean_pool(problems, bench_texts, near_dup_threshold=cfg.pool.near_dup_threshold,
+                                      ngram=cfg.pool.decontam_ngram)
+        if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:
+            problems = problems[:cfg.pool.size]
+            counts["kept"] = len(problems)
+        if cfg.pool.domain_classifier == "teacher" and any(not p.get("domain") for p in problems):
+            from reasonbridge.curation.filters import classify_domains_with_teacher
+            from reasonbridge.curation.teacher_cache import Budget, TeacherCache
+            from reasonbridge.curation.teachers import build_teacher
+            teacher = build_teacher(cfg.teacher, seed=cfg.seed)
+            cache = TeacherCache(Path(cfg.paths.cache_dir), teacher.identity)
+            budget = Budget.shared(cfg.teacher.max_queries, cfg.teacher.max_cost_usd, cache)
+            counts["domains_classified"] = classify_domains_with_teacher(problems, teacher, cache, budget)
+        for p in problems:  # a domain for every problem: from the pool's metadata, else classified
+            p["domain"] = p.get("domain") or classify_domain(p["problem"])
+            p.setdefault("domain_name", DOMAINS.get(p["domain"], p["domain"]))
+        if not problems:
+            raise ValueError(f"the pool is empty after cleaning (counts: {counts})")
+        write_jsonl(out / "problems.jsonl", problems)
+        write_json_atomic(out / "pool.json", counts)
+    return ctx.stage("pool", config, benches, compute)

@@ -1,0 +1,54 @@
+"""Stage `student`: the model every later stage starts from. The embedded tiny student is built and
+pre-trained here (reasonbridge/student/), once per config; other sources only record where the
+model lives."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from reasonbridge.cache import StageResult, write_json_atomic
+from reasonbridge.stages.context import RunContext, config_slice
+
+
+def student(ctx: RunContext) -> StageResult:
+    cfg = ctx.cfg
+    if cfg.model.source == "pretrained":
+        config = {"source": "pretrained", "path": cfg.model.path}
+
+        def compute(out: Path) -> None:  # nothing to build: record where the model lives
+            write_json_atomic(out / "student.json", {"path": cfg.model.path, "external": True})
+    elif cfg.model.source == "gguf_package":
+        config = {"source": "gguf_package", "package": cfg.model.package}
+
+        def compute(out: Path) -> None:
+            from reasonbridge.models.gguf_package import convert_gguf_package
+            info = convert_gguf_package(cfg.model.package, out / "model")
+            write_json_atomic(out / "student.json", {"path": "model", **info})
+    elif cfg.model.source == "api":
+        config = {"source": "api", "base_url": cfg.model.base_url, "api_model": cfg.model.api_model}
+
+        def compute(out: Path) -> None:  # a served model: record which one
+            write_json_atomic(out / "student.json", {"api": True, **config})
+    else:
+        config, compute = tiny_model(ctx, cfg.model.tiny)
+    return ctx.stage("student", config, {}, compute)
+
+
+def tiny_model(ctx: RunContext, tiny) -> tuple[dict, Callable[[Path], None]]:
+    """Stage config and compute function that build a tiny model (the student, or a reference)."""
+    cfg = ctx.cfg
+    seed = cfg.seed if tiny.seed is None else tiny.seed
+    config = {"tiny": config_slice(tiny), "suite": ctx.suite_key(), "seed": seed}
+
+    def compute(out: Path) -> None:
+        if cfg.pool.suite == "organism":
+            from reasonbridge.student.organism_student import build_organism_student as build
+        else:
+            from reasonbridge.student.tiny import build_tiny_student as build
+        info = build(tiny, seed=seed, pool_cfg=cfg.pool, out_dir=out / "model", progress=cfg.progress)
+        write_json_atomic(out / "student.json", {"path": "model", "params": info["params"],
+                                                 "pretrain_time_s": info["pretrain"]["time_s"],
+                                                 "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"],
+                                                 "fact_accuracy": info["fact_accuracy"],
+                                                 "skills": info.get("skills", {}), "cpu": info.get("cpu", {})})
+    return config, compute

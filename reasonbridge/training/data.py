@@ -1,0 +1,86 @@
+"""Training examples as tensors: chat encoding with the assistant-turn label mask and the trace's
+segment ids, batch collation, and the resumable epoch order."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+IGNORE = -100  # the label of a token that carries no loss
+# Per-token segment ids. OTHER = assistant tokens outside every reasoning segment (the end-of-turn
+# token, unlabelled text); they count towards L_out together with the answer span.
+SEGMENT_IDS = {"other": 0, "strategic": 1, "tactical": 2, "operational": 3, "answer": 4}
+
+
+def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: bool = True,
+                segments: list[dict] | None = None) -> dict:
+    """Token ids and labels for a conversation whose last message is the assistant's.
+
+    The prompt part is rendered with `add_generation_prompt=True` and tokenized apart
+    from the response, so the label mask starts exactly where generation would start.
+    With `segments` (char offsets into the assistant message) the result also holds
+    `segment_ids`: per token, the `SEGMENT_IDS` level its first character falls in
+    (needs a fast tokenizer for the offset mapping).
+    """
+    prompt_text = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
+    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise ValueError("chat template renders the prompt differently with and without the answer; "
+                         "cannot locate the assistant turn")
+    response_text = full_text[len(prompt_text):]
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    enc = tokenizer(response_text, add_special_tokens=False, return_offsets_mapping=segments is not None)
+    response_ids = enc["input_ids"]
+    input_ids = (prompt_ids + response_ids)[:max_len]
+    labels = ([IGNORE] * len(prompt_ids) if assistant_only else list(prompt_ids)) + response_ids
+    out = {"input_ids": input_ids, "labels": labels[:max_len]}
+    if segments is not None:
+        content = messages[-1]["content"]
+        base = response_text.find(content)
+        if base < 0:
+            raise ValueError("chat template alters the assistant message; cannot map trace segments to tokens")
+        char_level = np.zeros(len(response_text) + 1, dtype=np.int64)
+        for seg in segments:
+            if seg.get("level") not in SEGMENT_IDS or seg["level"] == "other":
+                raise ValueError(f"trace segment {seg}: level must be one of "
+                                 f"{[k for k in SEGMENT_IDS if k != 'other']}")
+            char_level[base + seg["start"]:base + seg["end"]] = SEGMENT_IDS[seg["level"]]
+        seg_ids = [int(char_level[min(start, len(response_text))]) for start, _ in enc["offset_mapping"]]
+        out["segment_ids"] = ([0] * len(prompt_ids) + seg_ids)[:max_len]
+    return out
+
+
+def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(x["input_ids"]) for x in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    segs = torch.zeros((len(batch), width), dtype=torch.long) if "segment_ids" in batch[0] else None
+    for i, x in enumerate(batch):
+        n = len(x["input_ids"])
+        ids[i, :n] = torch.tensor(x["input_ids"])
+        labels[i, :n] = torch.tensor(x["labels"])
+        mask[i, :n] = 1
+        if segs is not None:
+            segs[i, :n] = torch.tensor(x["segment_ids"])
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if segs is not None:
+        out["segment_ids"] = segs
+    return out
+
+
+class EpochPermutation(Sampler):
+    """The order `RandomSampler(generator=Generator().manual_seed(seed))` gives in each epoch
+    (one permutation per epoch from one generator), but able to start part-way (resuming)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch + 1):
+            perm = torch.randperm(self.n, generator=generator)
+        return iter(perm[self.skip:].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.skip
