@@ -26,28 +26,32 @@ STOP_ALIASES = {"curate": "data"}
 
 @dataclass
 class TinyStudentConfig:
-    """Architecture and direct-answer pre-training of the embedded tiny student."""
+    """The embedded student: the model organism's (model=tiny, the default) and the earlier
+    word-problem student's (model=tiny_word_problems states where it differs)."""
 
-    vocab_size: int = 3072  # 2,000 of them are the numbers 0-999 (with and without a space)
-    hidden_size: int = 128
-    intermediate_size: int = 352
+    vocab_size: int = 3072  # word problems: 2,000 of them are the numbers 0-999; the organism counts its words
+    hidden_size: int = 64
+    intermediate_size: int = 256
     num_layers: int = 4
     num_heads: int = 4
-    max_position_embeddings: int = 512
-    pretrain_examples: int = 4000
-    # arithmetic fact sheets (`a op b = c` lines): single operations, never a chain of them
+    max_position_embeddings: int = 256
+    pretrain_examples: int = 48000  # 1,500 steps of 32
+    # word problems: arithmetic fact sheets (`a op b = c` lines), single operations, never a chain
     fact_sheets: int = 4000
     facts_per_sheet: int = 16
-    pretrain_epochs: int = 2
+    pretrain_epochs: int = 1
     pretrain_batch_size: int = 32
-    pretrain_lr: float = 5e-3
-    pretrain_precision: str = "auto"  # auto | bf16 | fp32 (auto: bf16 where the device has it)
-    tokenizer_corpus: int = 3000
-    number_code: float = 0.1  # > 0: number embeddings start from their digits (one-hots of this size); 0: random
-    # organism suite: shares of the pre-training drills (curation/organism.py `pretraining_examples`)
-    # the seed the student is built with; null: the run's `seed`. A fixed seed makes runs of other
-    # seeds share one pre-trained student, as runs from one released checkpoint do.
-    seed: Optional[int] = None
+    pretrain_lr: float = 3e-3
+    pretrain_precision: str = "auto"  # auto: the faster of fp32 and bf16 on this CPU, measured
+    tokenizer_corpus: int = 3000  # word problems: the byte-level BPE's training texts
+    number_code: float = 0.1  # word problems, > 0: number embeddings start from their digits; 0: random
+    # the seed the student is built with; null: the run's `seed`. A fixed seed makes runs of every
+    # seed share one pre-trained student, as runs from one released checkpoint do.
+    seed: Optional[int] = 0
+    # organism: copy the released pre-trained student (reasonbridge/student/released/) when it was
+    # built with exactly this config; false: pre-train from scratch
+    use_release: bool = True
+    # organism: shares of the pre-training drills (curation/organism.py `pretraining_examples`)
     drills: dict[str, float] = field(default_factory=lambda: {
         "facts": 0.20, "solve1": 0.15, "walk": 0.20, "copy": 0.10, "twice": 0.10, "recall": 0.15, "latest": 0.10})
 
@@ -168,7 +172,7 @@ class AdaptersConfig:
     # full | no_strategic | no_tactical | no_operational: hierarchical bottleneck adapters
     # (the levels in `levels`); lora: peft LoRA; full_ft: every weight; none: no training.
     name: str = "lora"
-    r: Any = 16  # bottleneck / LoRA rank; lora also takes "auto" (match the hierarchical budget)
+    r: Any = "auto"  # bottleneck / LoRA rank; lora also takes "auto" (match the hierarchical budget)
     # hierarchical: "sequential" (Houlsby: the adapter reads the sublayer's output and adds to it),
     # "parallel" (He et al. 2022: it reads the sublayer's input, adds to its output) or "input" (it
     # reads and changes the sublayer's input: after attention, queries, keys and values see it)
@@ -417,8 +421,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.source == "tiny" and cfg.pool.suite == "word_problems" and cfg.model.tiny.vocab_size < MIN_TINY_VOCAB:
         fail("model.tiny.vocab_size", f"must be >= {MIN_TINY_VOCAB}: the numbers 0-999 alone take 2,000 tokens")
     r = cfg.adapters.r
-    if not (isinstance(r, int) and r > 0) and not (r == "auto" and cfg.adapters.name == "lora"):
-        fail("adapters.r", "must be a positive integer (or 'auto' for adapters=lora)")
+    if not (isinstance(r, int) and r > 0) and not (r == "auto" and cfg.adapters.name in ("lora", "full_ft", "none")):
+        fail("adapters.r", "must be a positive integer (or 'auto' for adapters=lora: the hierarchical budget's rank)")
     for level in cfg.adapters.levels:
         if level not in ("strategic", "tactical", "operational"):
             raise ConfigError(f"invalid config value adapters.levels: {level!r} is not one of "

@@ -14,16 +14,6 @@ GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in (
 NEEDS = {"model=api": ["model.base_url=http://localhost:1/v1", "model.api_model=m", "adapters=none"],
          "pool=jsonl": ["pool.paths=[problems.jsonl]"],
          "teacher=hf_local": ["teacher.model=/models/teacher"]}
-# Option files the embedded-organism work is changing at the time of writing: they still restate
-# schema defaults (conf/model/tiny.yaml repeats TinyStudentConfig with other values,
-# conf/adapters/lora.yaml sets r=auto over the schema's 16, conf/train/tiny.yaml repeats TrainConfig).
-# model/tiny_word_problems.yaml restates TinyStudentConfig on purpose until the schema takes the
-# organism student's values. Drop an entry once its file states only what it changes.
-PENDING = {"model/tiny.yaml", "model/tiny_word_problems.yaml", "train/tiny.yaml", "adapters/full.yaml",
-           "adapters/lora.yaml"}
-# A restated default that changes composition: model=tiny_word_problems sets pool.suite, which
-# pool/synthetic.yaml (later in the defaults list) sets back; see the comment there.
-ON_PURPOSE = {("pool/synthetic.yaml", "suite")}
 
 
 def _sweep_rows(experiment: str) -> list[str]:
@@ -90,25 +80,22 @@ def test_an_option_file_sets_only_what_it_changes(option):
     """One home per default: a value equal to the schema's (or its parent option's) is a second copy."""
     group, name = option.split("=")
     rel = f"{group}/{name}.yaml"
-    if rel in PENDING:
-        pytest.skip("being changed by the organism work: drop from PENDING once it states only differences")
     raw = OmegaConf.to_container(OmegaConf.load(CONF / rel)) or {}
     if group in raw:  # a `# @package _global_` preset: its own group's node
         raw = raw[group]
     base = dict(_leaves(_option_base(group, raw)))
     repeats = [key for key, value in _leaves({k: v for k, v in raw.items() if k != "defaults"})
-               if key != "name" and key in base and base[key] == value and (rel, key) not in ON_PURPOSE]
+               if key != "name" and key in base and base[key] == value]
     assert not repeats, f"conf/{rel} restates the schema's default for {repeats}"
 
 
 def test_the_default_run_is_the_schema():
     """`python run.py` composes the schema's defaults: no option file of the default selection
-    disagrees with config.py (groups in PENDING are compared once their files are settled)."""
+    disagrees with config.py."""
     composed = OmegaConf.to_container(compose_config(), resolve=False)
     schema = OmegaConf.to_container(OmegaConf.structured(Config), resolve=False)
-    pending_groups = {p.split("/")[0] for p in PENDING}
     differing = [key for key, value in _leaves(schema)
-                 if key.split(".")[0] not in pending_groups and dict(_leaves(composed)).get(key) != value]
+                 if dict(_leaves(composed)).get(key) != value]
     assert not differing, f"the default config differs from the schema at {differing}"
 
 

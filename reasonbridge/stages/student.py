@@ -3,11 +3,15 @@ pre-trained here (reasonbridge/student/), once per config; other sources only re
 model lives."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
 from reasonbridge.cache import StageResult, write_json_atomic
-from reasonbridge.stages.context import RunContext, config_slice
+from reasonbridge.stages.context import VERSIONS, RunContext, config_slice
+from reasonbridge.student.release import RELEASE_DIR, copy_release, find_release
+
+log = logging.getLogger("reasonbridge.pipeline")
 
 
 def student(ctx: RunContext) -> StageResult:
@@ -34,13 +38,30 @@ def student(ctx: RunContext) -> StageResult:
     return ctx.stage("student", config, {}, compute)
 
 
+def tiny_config(ctx: RunContext, tiny) -> dict:
+    """What a tiny model's stage is keyed on."""
+    seed = ctx.cfg.seed if tiny.seed is None else tiny.seed
+    return {"tiny": config_slice(tiny), "suite": ctx.suite_key(), "seed": seed}
+
+
+def release_config(config: dict) -> dict:
+    """The part of the stage config a released student must match (whether to use it is not part)."""
+    return {**config, "tiny": {k: v for k, v in config["tiny"].items() if k != "use_release"}}
+
+
 def tiny_model(ctx: RunContext, tiny) -> tuple[dict, Callable[[Path], None]]:
     """Stage config and compute function that build a tiny model (the student, or a reference)."""
     cfg = ctx.cfg
-    seed = cfg.seed if tiny.seed is None else tiny.seed
-    config = {"tiny": config_slice(tiny), "suite": ctx.suite_key(), "seed": seed}
+    config = tiny_config(ctx, tiny)
+    seed = config["seed"]
 
     def compute(out: Path) -> None:
+        release = find_release(release_config(config), VERSIONS["student"]) if tiny.use_release else None
+        if release is not None and cfg.pool.suite == "organism":
+            info = copy_release(release, out / "model")
+            write_json_atomic(out / "student.json", {**info, "released": True})
+            log.info("student: the released pre-trained student (%s), not pre-trained again", RELEASE_DIR)
+            return
         if cfg.pool.suite == "organism":
             from reasonbridge.student.organism_student import build_organism_student as build
         else:

@@ -1,0 +1,50 @@
+"""Build the organism's default student and ship it: `python -m reasonbridge.stages.release_student`.
+
+Pre-trains the student of `python run.py` (plus any Hydra overrides given, e.g. `model.tiny.seed=1`)
+from scratch, or packages a student stage already built (`--from-stage <cache>/student/<key>`,
+checked to have been built with the same config), into reasonbridge/student/released/organism/
+with every file's SHA-256. Commit that folder: runs whose student config matches then copy it
+instead of pre-training (reasonbridge/student/release.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from reasonbridge.config import CONF_DIR, register_configs
+from reasonbridge.stages.context import VERSIONS, RunContext
+from reasonbridge.stages.student import release_config, tiny_config, tiny_model
+from reasonbridge.student.release import RELEASE_DIR, write_release
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from-stage", type=Path, help="a built student stage folder to package")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*args.overrides, "model.tiny.use_release=false"])
+    if cfg.model.source != "tiny" or cfg.pool.suite != "organism":
+        parser.error("only the organism's tiny student is released (model=tiny, pool.suite=organism)")
+    ctx = RunContext(cfg)
+    config = tiny_config(ctx, cfg.model.tiny)
+    if args.from_stage is not None:
+        built = json.loads((args.from_stage / "stage.json").read_text())["config"]
+        if release_config(built) != release_config(config):
+            parser.error(f"{args.from_stage} was built with another config than this one")
+        stage_dir = args.from_stage
+    else:
+        _, compute = tiny_model(ctx, cfg.model.tiny)
+        stage_dir = ctx.stage("student", config, {}, compute).path
+    manifest = write_release(stage_dir, release_config(config), VERSIONS["student"])
+    print(f"released {stage_dir} -> {RELEASE_DIR} ({len(manifest['files'])} files); commit that folder")
+
+
+if __name__ == "__main__":
+    main()
