@@ -148,6 +148,9 @@ class DataConfig:
     difficulty: bool = False
     diversity: bool = False  # s1-style uniform-domain sampling with 2^-rank length weighting
     size: Optional[int] = None  # null: keep every trace that passed the filters
+    # whether `size` applies: false (data=full, the default) keeps every trace whatever data.size a
+    # sweep sets for the other variants
+    subsample: bool = False
     # The paper drops what Qwen2.5-7B or -32B solves; the embedded default drops what the base
     # student solves (a second, larger tiny reference would double the demo's build time).
     references: list[ReferenceConfig] = field(default_factory=lambda: [

@@ -18,7 +18,7 @@ def test_data_group_has_every_variant_and_full58k_is_full():
     alias, full = compose_config(["data=full58k"]).data, compose_config(["data=full"]).data
     assert alias == full and alias.size is None
     curated = compose_config(["data=curated"]).data
-    assert (curated.quality, curated.difficulty, curated.diversity, curated.size) == (True, True, True, 34)
+    assert (curated.quality, curated.difficulty, curated.diversity, curated.size) == (True, True, True, 600)
     assert [r.source for r in curated.references] == ["student"]  # the embedded default: the base student
 
 

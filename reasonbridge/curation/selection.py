@@ -41,10 +41,11 @@ def select_traces(traces: list[dict], data_cfg, *, seed: int,
     """Return the selected traces and their manifest. ``data_cfg`` has name, quality, difficulty,
     diversity, size; ``attempts`` (reference -> problem id -> solved) is needed for difficulty."""
     counts = {"pool": len(traces)}
+    size = data_cfg.size if getattr(data_cfg, "subsample", True) else None
     manifest: dict = {"variant": data_cfg.name, "seed": seed,
                       "filters": {"quality": bool(data_cfg.quality), "difficulty": bool(data_cfg.difficulty),
                                   "diversity": bool(data_cfg.diversity)},
-                      "size": data_cfg.size, "counts": counts, "input_sha256": _hash(traces)}
+                      "size": size, "counts": counts, "input_sha256": _hash(traces)}
 
     def check(stage: str, rows: list[dict]) -> None:
         counts[stage] = len(rows)
@@ -64,7 +65,6 @@ def select_traces(traces: list[dict], data_cfg, *, seed: int,
         current, info = difficulty_filter(current, attempts)
         manifest["difficulty"] = {"references": sorted(attempts), **info}
     check("after_difficulty", current)
-    size = data_cfg.size
     if size is not None:
         if size > len(current):
             raise EmptySelection(f"data={data_cfg.name} asks for data.size={size} but only {len(current)} traces "
