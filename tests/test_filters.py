@@ -102,7 +102,7 @@ VARIANTS = {  # name: (quality, difficulty, diversity, size)
 
 def _cfg(name, size=None):
     q, d, v, s = VARIANTS[name]
-    return SimpleNamespace(name=name, quality=q, difficulty=d, diversity=v, size=size or s)
+    return SimpleNamespace(name=name, quality=q, difficulty=d, diversity=v, size=size or s, subsample=name != "full")
 
 
 @pytest.fixture(scope="module")

@@ -161,29 +161,26 @@ def classify_domain(problem_text: str) -> str:
     return DEFAULT_DOMAIN
 
 
-def _words(trace: dict) -> int:
-    return len(trace["text"].split())
-
-
 def diversity_sample(traces: list[dict], size: int, *, seed: int) -> list[dict]:
     """s1-style selection: domain uniform, then 2^-rank of trace length within it; seeded.
 
-    Ties in length are broken by problem id, so the result depends only on the inputs and the seed.
+    Length is counted in words, and equal lengths share a rank (the rank of the length among the
+    domain's remaining distinct lengths). Ties are ordered by problem id, so the result depends
+    only on the inputs and the seed.
     """
     rng = random.Random(seed)
-    by_domain: dict[str, list[dict]] = defaultdict(list)
+    by_domain: dict[str, list[tuple[int, dict]]] = defaultdict(list)  # (words, trace), counted once
     for t in traces:
-        by_domain[t["domain"] or classify_domain(t["problem"])].append(t)
+        by_domain[t["domain"] or classify_domain(t["problem"])].append((len(t["text"].split()), t))
     for items in by_domain.values():
-        items.sort(key=lambda t: (-_words(t), t["problem_id"]))
+        items.sort(key=lambda item: (-item[0], item[1]["problem_id"]))
     selected: list[dict] = []
     while len(selected) < size and by_domain:
         domain = rng.choice(sorted(by_domain))
         items = by_domain[domain]
-        lengths = sorted({_words(t) for t in items}, reverse=True)
-        rank = {n: r for r, n in enumerate(lengths)}
-        weights = [2.0 ** -rank[_words(t)] for t in items]
-        selected.append(items.pop(rng.choices(range(len(items)), weights=weights)[0]))
+        rank = {n: r for r, n in enumerate(sorted({n for n, _ in items}, reverse=True))}
+        weights = [2.0 ** -rank[n] for n, _ in items]
+        selected.append(items.pop(rng.choices(range(len(items)), weights=weights)[0])[1])
         if not items:
             del by_domain[domain]
     return selected

@@ -252,8 +252,7 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
                 words += [str(latest), f"({quantity})"]
             loss = [False] * (len(words) - 1) + [True]
         elif kind == "walk":
-            _, quantity, ops = DOMAINS[p["domain"]]
-            start = p["meta"]["start"]
+            quantity, start = p["meta"]["quantity"], p["meta"]["start"]
             words, loss = text + [";", "from", str(start)], [False] * (len(text) + 3)
             a, last = start, None
             for s in p["meta"]["steps"]:

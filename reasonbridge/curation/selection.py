@@ -39,9 +39,9 @@ def length_stats(traces: list[dict]) -> dict[str, float]:
 def select_traces(traces: list[dict], data_cfg, *, seed: int,
                   attempts: dict[str, dict[str, bool]] | None = None) -> tuple[list[dict], dict]:
     """Return the selected traces and their manifest. ``data_cfg`` has name, quality, difficulty,
-    diversity, size; ``attempts`` (reference -> problem id -> solved) is needed for difficulty."""
+    diversity, size, subsample; ``attempts`` (reference -> problem id -> solved) is needed for difficulty."""
     counts = {"pool": len(traces)}
-    size = data_cfg.size if getattr(data_cfg, "subsample", True) else None
+    size = data_cfg.size if data_cfg.subsample else None
     manifest: dict = {"variant": data_cfg.name, "seed": seed,
                       "filters": {"quality": bool(data_cfg.quality), "difficulty": bool(data_cfg.difficulty),
                                   "diversity": bool(data_cfg.diversity)},
