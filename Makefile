@@ -35,6 +35,7 @@ demo: install ## the demo (base vs trained student on the model organism, CPU, m
 	$(PY) run.py -m experiment=demo seed=$(SEED)
 	$(PY) -m reasonbridge.report.gain --table demo --row reasonbridge --baseline base --seeds $(SEED)
 	$(PY) -m reasonbridge.report.gain --table demo --row lora --baseline base --seeds $(SEED)
+	$(PY) -m reasonbridge.report.gain --table demo --row reasonbridge --baseline reasonbridge_no_gii --seeds $(SEED)
 	@echo "Results: MLflow experiment 'demo' at $(MLFLOW_TRACKING_URI); browse them with 'make ui'."
 
 demo-smollm2: install ## the demo's two rows on SmolLM2-135M, a student that reads the problem (~21 min on 2 CPU cores)

@@ -53,7 +53,8 @@ class TinyStudentConfig:
     use_release: bool = True
     # organism: shares of the pre-training drills (curation/organism.py `pretraining_examples`)
     drills: dict[str, float] = field(default_factory=lambda: {
-        "facts": 0.20, "solve1": 0.15, "walk": 0.20, "copy": 0.10, "twice": 0.10, "recall": 0.15, "latest": 0.10})
+        "facts": 0.20, "solve1": 0.15, "walk": 0.20, "copy": 0.10, "twice": 0.10, "recall": 0.15, "latest": 0.10,
+        "retry": 0.25, "recheck": 0.10})
 
 
 @dataclass
@@ -81,6 +82,10 @@ class TeacherConfig:
 
     name: str = "symbolic"
     defect_rate: float = 0.1  # symbolic: share of traces with one realistic defect
+    # symbolic, organism: shares of clean traces reflected on after their check, as a thinking model
+    # does: a flaw corrected after a phrase citing it, or a bare "Wait" and the check restated
+    corrections: float = 0.35
+    rechecks: float = 0.2
     # openai: any OpenAI-compatible chat-completions endpoint
     base_url: Optional[str] = None
     model: Optional[str] = None  # openai: the served model name; hf_local: a local model folder
@@ -230,6 +235,12 @@ def default_phrases() -> dict[str, list[str]]:
             "verification": ["Let me double-check my work."]}
 
 
+def default_cites() -> dict[str, str]:
+    """What GII appends to its phrase to point at what its detector doubts (``{doubt}``: the false
+    claim as the model wrote it, or the problem's quantity it never used); never a computed value."""
+    return {"claim": " Is {doubt} right?", "unused": " Where is {doubt} used?"}
+
+
 @dataclass
 class InferenceConfig:
     # "none": plain batched generation; "budget_forcing": s1 (suppress the end of thinking,
@@ -254,6 +265,11 @@ class InferenceConfig:
     eos_ends_thinking: bool = True
     phrases: dict[str, list[str]] = field(default_factory=default_phrases)
     intervention_format: str = "{phrase}\n"  # how a phrase is appended
+    # GII: doubt kind (claim | unused) -> text appended to the phrase; {} cites nothing
+    cite: dict[str, str] = field(default_factory=default_cites)
+    # at the thinking budget, for every strategy (none included, so rows compare at one budget):
+    # "answer" forces the end of thinking and the answer marker (s1); "stop" ends generation there
+    budget_end: str = "answer"
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     num_samples: int = 1  # samples per problem (needs temperature > 0 when > 1)
@@ -393,6 +409,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"invalid config value force: {stage!r} is not a stage {list(STAGES) + ['all']}")
     if not 0.0 <= cfg.teacher.defect_rate <= 1.0:
         fail("teacher.defect_rate", "must be in [0, 1]")
+    for key in ("corrections", "rechecks"):
+        if not 0.0 <= cfg.teacher[key] <= 1.0:
+            fail(f"teacher.{key}", "must be in [0, 1]")
+    if cfg.teacher.corrections + cfg.teacher.rechecks > 1.0:
+        fail("teacher.rechecks", "teacher.corrections + teacher.rechecks must be at most 1")
     for key in ("pool.difficulties", "benchmark.difficulties"):
         lo_hi = list(OmegaConf.select(cfg, key))
         if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1] <= 5:
@@ -530,6 +551,11 @@ def _validate_inference(cfg: DictConfig, fail) -> None:
         fail("inference.num_samples", "more than one sample per problem needs inference.temperature > 0")
     if "{phrase}" not in i.intervention_format:
         fail("inference.intervention_format", "must contain {phrase}")
+    if i.budget_end not in ("answer", "stop"):
+        fail("inference.budget_end", "must be answer (force the answer marker at the budget) or stop")
+    for kind, text in i.cite.items():
+        if kind not in ("claim", "unused") or "{doubt}" not in str(text):
+            fail(f"inference.cite.{kind}", "kinds are claim and unused, each text must contain {doubt}")
     for kind in ("extension", "redirection", "verification"):
         if kind not in i.phrases or not list(i.phrases[kind]):
             raise ConfigError(f"invalid config value inference.phrases.{kind}: needs a non-empty list of phrases")

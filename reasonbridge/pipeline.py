@@ -77,6 +77,7 @@ class Pipeline:
         for bcfg, bench in evals:
             ev = eval_stage.evaluate_benchmark(ctx, built, trained, bench, bcfg)
             self.result.metrics.update(json.loads((ev.path / "metrics.json").read_text()))
+            self.result.metrics.update(eval_stage.intervention_effect(ctx, built, trained, bench, bcfg, ev))
             if cfg.diagnostics.name != "none" and bcfg.name != "lm_eval":
                 diag = diagnose.diagnose(ctx, built, trained, bench, ev, bcfg)
                 self.result.metrics.update(json.loads((diag.path / "metrics.json").read_text()))

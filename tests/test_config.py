@@ -18,14 +18,14 @@ def test_row_presets_override_groups():
     assert cfg.tracking.row == "reasonbridge" and cfg.adapters.name == "full" and cfg.inference.name == "gii" and cfg.data.name == "curated"
 
 
-def test_demo_experiment_sweeps_base_reasonbridge_and_lora_on_600_curated_traces():
+def test_demo_experiment_sweeps_base_reasonbridge_with_and_without_gii_and_lora_on_600_curated_traces():
     from omegaconf import OmegaConf
 
     from tests.conftest import CONF
     sweep = OmegaConf.load(CONF / "experiment" / "demo.yaml").hydra.sweeper.params.row
-    assert sweep.split(",") == ["base", "reasonbridge", "lora"]
-    base, rb, lora = (compose_config(["experiment=demo", f"row={r}"]) for r in sweep.split(","))
-    for cfg, row in ((base, "base"), (rb, "reasonbridge"), (lora, "lora")):
+    assert sweep.split(",") == ["base", "reasonbridge", "reasonbridge_no_gii", "lora"]
+    base, rb, no_gii, lora = (compose_config(["experiment=demo", f"row={r}"]) for r in sweep.split(","))
+    for cfg, row in ((base, "base"), (rb, "reasonbridge"), (no_gii, "reasonbridge_no_gii"), (lora, "lora")):
         assert (cfg.tracking.experiment, cfg.tracking.table, cfg.tracking.row) == ("demo", "demo", row)
         assert cfg.model.name == "tiny" and cfg.pool.suite == "organism"
     assert base.adapters.name == "none" and base.inference.name == "none"  # trains on nothing
@@ -33,6 +33,10 @@ def test_demo_experiment_sweeps_base_reasonbridge_and_lora_on_600_curated_traces
     assert (rb.data.name, rb.adapters.name, rb.inference.name) == ("curated", "full", "gii")
     assert (lora.data.name, lora.adapters.name) == ("curated", "lora")
     assert OmegaConf.to_container(rb.data) == {**OmegaConf.to_container(lora.data)}  # same training data
+    # without GII: the same trained student (data, adapters, training), only the inference differs
+    for group in ("data", "adapters", "train", "model"):
+        assert OmegaConf.to_container(no_gii[group]) == OmegaConf.to_container(rb[group])
+    assert no_gii.inference.name == "none" and no_gii.inference.budget_end == rb.inference.budget_end
 
 
 def test_smollm2_demo_puts_the_reasonbridge_row_on_smollm2():

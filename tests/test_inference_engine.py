@@ -26,7 +26,8 @@ def test_budget_forcing_suppresses_the_end_of_thinking_exactly_n_times(n):
         assert rec["stop"] == "eos" and not rec["budget_exhausted"]
         # generated: each suppressed try writes "Final", " Answer:"; then "Final Answer: 36" and EOS
         assert rec["tokens"] == len(im.tokenizer().tokenize(before)) + 2 * n + 4
-        assert rec["end_of_thinking"] == (["Final Answer:", "<eos>"] if n else [])
+        # every strategy watches the end of thinking: the budget forces the answer for all rows
+        assert rec["end_of_thinking"] == ["Final Answer:", "<eos>"]
 
 
 def test_thinking_budget_forces_the_answer():
@@ -36,6 +37,18 @@ def test_thinking_budget_forces_the_answer():
     assert out["budget_exhausted"] and out["interventions"]["extension"] == 0
     assert out["output"].startswith(" hmm ok so hmm ok so\nFinal Answer:")  # 6 thinking tokens, then forced
     assert out["tokens"] == 9 and out["stop"] == "max_new_tokens"
+
+
+@pytest.mark.parametrize("strategy", [Strategy(), GuidedIntervention(max_interventions=0), BudgetForcing(max_interventions=0),
+                                      BudgetForcing(max_interventions=2, phrases=PHRASES)])
+def test_every_row_gets_the_same_forced_answer_at_the_thinking_budget(strategy):
+    """A model that never writes its answer marker: with none and 0 interventions too, the budget
+    closes thinking with the marker, as for the rows that intervene (one budget per comparison)."""
+    chain = ["Q", " hmm", " ok", " so", " hmm"]
+    out = run(im.chain_model(chain), ["Q"], strategy, max_thinking_tokens=6, max_new_tokens=9)[0]
+    assert out["budget_exhausted"] and out["output"].startswith(" hmm ok so hmm ok so\nFinal Answer:")
+    stop = run(im.chain_model(chain), ["Q"], Strategy(answer_at_budget=False), max_new_tokens=9)[0]
+    assert not stop["budget_exhausted"] and "Final Answer:" not in stop["output"] and stop["end_of_thinking"] == []
 
 
 def test_eos_counts_as_end_of_thinking_only_when_configured():

@@ -98,3 +98,25 @@ def test_thinking_format_and_budget_exhaustion():
     assert s.on_budget_exhausted(ep, "so far") == "\n</think>\nFinal Answer:"
     assert ep.budget_exhausted and ep.thinking_done
     assert not Strategy().intervenes and GuidedIntervention(max_interventions=1).intervenes
+
+
+def test_gii_cites_what_it_doubts_and_never_a_computed_value():
+    cite = {"claim": " Is {doubt} right?", "unused": " Where is {doubt} used?"}
+    gii = GuidedIntervention(max_interventions=3, phrases=PHRASES, cite=cite)
+    ep = gii.begin("temp 7 #2 up 3 #1 down 8 ?")
+    text = "Plan: from 7 #2 up 3 : 7 + 3 = 11 (temp) #1 down 8 : 11 - 8 = 3 (temp) Check: temp is 3"
+    iv = gii.on_end_of_thinking(ep, text, 20)
+    assert iv.kind == "redirection" and iv.text.strip() == PHRASES["redirection"][0] + " Is 7 + 3 = 11 right?"
+    assert "10" not in iv.text  # the true value is the student's to find
+    # a retry that miscopies an operand: the problem's 8 is unused by the model's own text, although
+    # the first attempt's phrase does not name it
+    text += " " + iv.text + "Plan: from 7 #2 up 3 : 7 + 3 = 10 (temp) #1 down 9 : 10 - 9 = 1 (temp) Check: temp is 1"
+    ep2 = gii.begin("temp 7 #2 up 3 #1 down 8 ?")
+    first = "Plan: from 7 #2 up 3 : 7 + 3 = 10 (temp) #1 down 9 : 10 - 9 = 1 (temp) Check: temp is 1"
+    iv2 = gii.on_end_of_thinking(ep2, first, 20)
+    assert iv2.kind == "extension" and iv2.text.endswith(" Where is 8 used?\n")
+    # the cited 8 lives only in GII's phrase: it must not count as used by the model
+    retry = first + " " + iv2.text + "Plan: from 7 #2 up 3 : 7 + 3 = 10 (temp) Check: temp is 10"
+    assert gii.on_end_of_thinking(ep2, retry, 40).state == "partial"
+    assert GuidedIntervention(max_interventions=1, phrases=PHRASES).on_end_of_thinking(
+        gii.begin(""), "2 + 2 = 5", 5).text.strip() == PHRASES["redirection"][0]  # no cite configured

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from reasonbridge.config import TinyStudentConfig
+from reasonbridge.config import TinyStudentConfig, default_cites, default_phrases
 from reasonbridge.curation import organism
 from reasonbridge.curation.filters import quality_reasons
 from reasonbridge.curation.pool import split_of, synthetic_benchmark, synthetic_pool
@@ -102,29 +102,106 @@ def test_the_word_tokenizer_covers_prompts_traces_and_interventions_and_round_tr
     assert len(tok) < 200
 
 
+PHRASES, CITE = default_phrases(), default_cites()
+
+
+def _solution_lines(w: list[str]) -> list[tuple[int, int]]:
+    """(running value, result) of every solution line ``#k word b : a op b = c (q)`` in ``w``."""
+    return [(int(w[i + 4]), int(w[i + 8])) for i in range(len(w) - 9)
+            if w[i].startswith("#") and w[i + 3] == ":" and w[i + 5] in "+-*/" and w[i + 7] == "="]
+
+
 def test_pretraining_never_shows_a_worked_solution():
-    kinds = {"facts", "direct", "copy", "twice", "recall", "latest", "solve1", "walk"}
+    kinds = {"facts", "direct", "copy", "twice", "recall", "latest", "solve1", "walk", "retry", "recheck"}
     examples = organism.pretraining_examples(
         800, 0, direct_answer=lambda p: (p["problem"].split(), ["Final", "Answer:", p["answer"]]),
-        mix=dict.fromkeys(kinds, 1.0))
+        mix=dict.fromkeys(kinds, 1.0), phrases=PHRASES, cite=CITE)
     assert {e["kind"] for e in examples} == kinds
     for e in examples:
         assert len(e["words"]) == len(e["loss"]) and any(e["loss"])
         w = e["words"]
-        if e["kind"] not in ("copy", "solve1"):  # copies are random words, any word of the vocabulary
+        if e["kind"] not in ("copy", "solve1", "retry", "recheck"):  # copies: any word of the vocabulary
             assert not {"Plan:", "Strategy:"} & set(w)
-        # solution lines (`#k word b : a op b = c (q)`) never chain: no line starts from the result
-        # of the line before it, and a worked solution (solve1) has one operation only
-        lines = [(int(w[i + 4]), int(w[i + 8])) for i in range(len(w) - 9)
-                 if w[i].startswith("#") and w[i + 3] == ":" and w[i + 5] in "+-*/" and w[i + 7] == "="]
-        assert all(a != previous_result for (_, previous_result), (a, _) in zip(lines, lines[1:]))
-        if e["kind"] == "solve1":
-            assert len(lines) == 1 and w.count("Plan:") == 1 and w[-1] == "<|end|>"
+        # solution lines never chain: no line starts from the result of the line before it (within
+        # one attempt: a retry starts again from the start value), and a worked solution (solve1,
+        # the one-operation retries and re-checks) has one operation only
+        first_learned = e["loss"].index(True)
+        parts = [w[:first_learned], w[first_learned:]] if e["kind"] == "retry" else [w]
+        for part in parts:
+            lines = _solution_lines(part)
+            assert all(a != previous_result for (_, previous_result), (a, _) in zip(lines, lines[1:]))
+        if e["kind"] in ("solve1", "recheck") or (e["kind"] == "retry" and "Plan:" in w):
+            assert len(_solution_lines(parts[-1])) <= 1 and w[-1] == "<|end|>"
         if e["kind"] == "walk":  # the problem's operations, in order, restated with their indices
             problem = w[:w.index(";")]
             restated = [w[i:i + 3] for i in range(w.index(";"), len(w) - 2) if w[i].startswith("#")]
             ops = [problem[i:i + 3] for i in range(len(problem)) if problem[i].startswith("#")]
             assert restated == ops[:len(restated)] and restated
+
+
+def test_retry_drills_redo_the_cited_line_right_and_rechecks_restate_the_check():
+    examples = organism.pretraining_examples(
+        600, 1, direct_answer=lambda p: (p["problem"].split(), ["Final", "Answer:", p["answer"]]),
+        mix={"retry": 1.0, "recheck": 1.0}, phrases=PHRASES, cite=CITE)
+    seen = Counter()
+    for e in examples:
+        w, loss = e["words"], e["loss"]
+        text = " ".join(w)
+        if e["kind"] == "recheck":  # a bare phrase, then the check restated and the answer
+            checks = [w[i + 3] for i in range(len(w) - 3) if w[i] == "Check:"]
+            assert 2 <= len(checks) <= 4 and len(set(checks)) == 1
+            assert any(p[0] in text for p in PHRASES.values()) and "?" not in text.split("<|end|>")[0][-60:]
+            seen["recheck"] += 1
+            continue
+        split = loss.index(True)
+        attempt, retry = w[:split], w[split:]
+        assert all(loss[split:]) and not any(loss[:split])  # loss on the retry only
+        cited = "unused" if "used?" in attempt else "claim"
+        seen[cited] += 1
+        before, after = _solution_lines(attempt), _solution_lines(retry)
+        # the lines before the flawed one are copied; it and those after it are computed again
+        assert len(before) == len(after)
+        j = next((k for k, (b, a) in enumerate(zip(before, after)) if b != a), len(before))
+        assert before[:j] == after[:j]
+        # every retried line is true; the attempt holds the one flaw the phrase cites
+        for i in range(len(retry) - 9):
+            if retry[i].startswith("#") and retry[i + 3] == ":" and retry[i + 7] == "=":
+                assert organism.apply(int(retry[i + 4]), retry[i + 5], int(retry[i + 6])) == int(retry[i + 8])
+        if cited == "claim":
+            claim = attempt[attempt.index("Is") + 1:attempt.index("right?")]
+            a, op, b, _, c = claim
+            assert organism.apply(int(a), op, int(b)) != int(c)
+        else:
+            q = attempt[attempt.index("Where") + 2]
+            problem_operands = attempt[:attempt.index(";") if ";" in attempt else len(attempt)]
+            assert q in problem_operands
+    assert seen["recheck"] and seen["claim"] and seen["unused"]
+
+
+def test_the_teacher_corrects_a_cited_slip_and_the_quality_filter_tells_it_from_an_uncorrected_one():
+    pool, _ = _suite(1500)
+    teacher = SymbolicTeacher(defect_rate=0.2, seed=3, corrections=0.3, rechecks=0.1, phrases=PHRASES, cite=CITE)
+    kinds = Counter()
+    for p in pool:
+        trace = teacher.generate(p)
+        reasons = quality_reasons({"text": trace["text"], "problem": p["problem"], "gold": p["answer"]})
+        retried = trace["text"].count("Plan:") == 2
+        kind = "defect" if trace["defects"] else "correction" if retried else \
+            "recheck" if trace["text"].count("Check:") == 2 else "clean"
+        kinds[kind] += 1
+        if kind == "defect":
+            assert reasons, trace["text"]  # an uncorrected slip (or any defect) is rejected
+            continue
+        assert reasons == [], (reasons, trace["text"])
+        assert check_exact(trace["text"], p["answer"])[0]
+        if kind == "correction":  # the cited flaw is what GII's detector doubts in the first attempt
+            attempt = trace["text"].split(PHRASES["redirection"][0])[0].split(PHRASES["extension"][0])[0]
+            report = detect_state(attempt, problem=p["problem"])
+            assert report.state in ("uncertain", "partial") and report.doubts[0][1] in trace["text"]
+    assert kinds["correction"] > 300 and kinds["recheck"] > 80 and kinds["defect"] > 200
+    # the rates change only the clean traces: the same defects whatever the reflection rates
+    plain = SymbolicTeacher(defect_rate=0.2, seed=3)
+    assert [plain.generate(p)["defects"] for p in pool[:200]] == [teacher.generate(p)["defects"] for p in pool[:200]]
 
 
 def test_a_micro_student_builds_from_scratch(tmp_path):

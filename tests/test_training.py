@@ -51,6 +51,30 @@ def test_segment_ids_follow_the_trace_segments(micro_student):
     assert eos > prompt_len and ex["labels"][eos] == tokenizer.eos_token_id and ex["segment_ids"][eos] == 0
 
 
+def test_injected_intervention_phrases_carry_no_label_under_either_loss():
+    """A reflected organism trace: the phrase (and GII's cite) is what an intervention injects at
+    test time; the student learns what follows it, never to write it, with plain SFT as with the
+    hierarchical loss."""
+    from reasonbridge.config import default_cites, default_phrases
+    from reasonbridge.student.organism_student import organism_tokenizer
+    tokenizer = organism_tokenizer()
+    problems, _ = synthetic_pool(60, seed=0, difficulties=[1, 3], max_operand=20, domains=None,
+                                 exclude_texts=set(), suite="organism")
+    teacher = SymbolicTeacher(defect_rate=0.0, corrections=1.0, phrases=default_phrases(), cite=default_cites())
+    trace = next(t for t in (teacher.generate(p) for p in problems) if "Is" in t["text"])
+    problem = next(p["problem"] for p in problems if p["id"] == trace["problem_id"])
+    injected = [s for s in trace["segments"] if s["level"] == "intervention"]
+    assert len(injected) == 1
+    phrase = trace["text"][injected[0]["start"]:injected[0]["end"]]
+    for ex in (encode_chat(tokenizer, chat(problem, trace["text"]), 512, segments=trace["segments"]),
+               encode_chat(tokenizer, chat(problem, trace["text"]), 512, injected=injected)):
+        words = tokenizer.convert_ids_to_tokens(ex["input_ids"])
+        unlabelled = [w for w, lab in zip(words, ex["labels"]) if lab == IGNORE]
+        labelled = [w for w, lab in zip(words, ex["labels"]) if lab != IGNORE]
+        assert " ".join(unlabelled).endswith(" ".join(phrase.split()))  # the prompt, then the phrase
+        assert "right?" not in labelled and "Plan:" in labelled[labelled.index("Check:"):]
+
+
 def test_hierarchical_loss_is_the_weighted_sum_of_per_segment_means():
     torch.manual_seed(0)
     logits = torch.randn(2, 7, 11)

@@ -64,6 +64,21 @@ def operation_holds(a: str, op: str, b: str, c: str) -> bool:
     return value is not None and value == Fraction(c)
 
 
+def uncorrected_errors(text: str) -> list[tuple[str, str, str, str]]:
+    """False operations that the text never writes again with the right value: a slip the reasoner
+    corrected later (``7 + 3 = 11 ... Wait ... 7 + 3 = 10``) is a self-correction, not an error."""
+    ops = [(m.start(), m.groups()) for m in _EQUATION.finditer(text)]
+    errors = []
+    for i, (_, (a, op, b, c)) in enumerate(ops):
+        value = _evaluate(a, op, b)
+        if value is None or value == Fraction(c):
+            continue
+        redone = any((a2, op2, b2) == (a, op, b) and operation_holds(a2, op2, b2, c2) for _, (a2, op2, b2, c2) in ops[i + 1:])
+        if not redone:
+            errors.append((a, op, b, c))
+    return errors
+
+
 def _variables(text: str) -> set[str]:
     return {a or b for a, b in _VARIABLE.findall(text)} - {"a"}
 
@@ -92,7 +107,7 @@ def quality_reasons(trace: dict) -> list[str]:
         reasons.append("multiple_answers")
     if not _balanced(text):
         reasons.append("unbalanced_brackets")
-    if any(_evaluate(a, op, b) not in (None, Fraction(c)) for a, op, b, c in written_operations(text)):
+    if uncorrected_errors(text):
         reasons.append("arithmetic_error")
     if _BROKEN.search(text):
         reasons.append("broken_expression")

@@ -22,7 +22,7 @@ import random
 from typing import Callable
 
 SUITE = "organism"
-VERSION = 9  # part of the stage-cache keys of everything generated from the suite: bump on any change
+VERSION = 10  # part of the stage-cache keys of everything generated from the suite: bump on any change
 MAX_VALUE = 20
 NUMBERS = [str(n) for n in range(MAX_VALUE + 1)]
 MAX_STEPS = 5
@@ -128,8 +128,92 @@ def render_trace(meta: dict, step_lines: list[str], check: dict, final: str) -> 
                ("answer", final)])
 
 
+# -- reflection: what a thinking model writes after "Wait" (docs/organism.md, organism v10) ----------
+# A reflection is written where test-time intervention happens: after the solution's check, where
+# the model tried to end its thinking. Its phrases are the intervention phrases themselves (GII's
+# and budget forcing's, from the inference config's defaults), so the student has met each one and
+# what follows it: a bare phrase is followed by the check restated (a re-check that changes
+# nothing), a phrase that cites a doubt (GII's cite: a false claim or an unused quantity) by the
+# solution written again from the plan with that step done right.
+def flawed_steps(steps: list[dict], rng: random.Random, *, chained: bool = True) -> tuple[list[dict], tuple[str, str]] | None:
+    """The steps with one flaw, carried through when ``chained``, and the doubt GII would cite:
+    a slip (a false result, cited as the claim ``a op b = c``) or a miscopied operand (a true
+    claim from the wrong operand, cited as the problem's unused quantity). None if no flaw
+    keeps every value inside [0, MAX_VALUE]."""
+    options = [(j, kind) for j in range(len(steps)) for kind in ("slip", "miscopy")]
+    rng.shuffle(options)
+    for j, kind in options:
+        out = [dict(s) for s in steps]
+        s = out[j]
+        if kind == "slip":
+            s["result"] = rng.choice([v for v in range(MAX_VALUE + 1) if v != s["result"]
+                                      and abs(v - s["result"]) <= 3] or [s["result"]])
+            if s["result"] == steps[j]["result"]:
+                continue
+        else:
+            index, word, _ = s["what"].split()
+            wrong = [b for b in range(1, MAX_VALUE + 1) if b != s["b"] and abs(b - s["b"]) <= 3
+                     and apply(s["a"], s["op"], b) is not None]
+            if not wrong:
+                continue
+            s["b"] = rng.choice(wrong)
+            s["what"] = f"{index} {word} {s['b']}"
+            s["result"] = apply(s["a"], s["op"], s["b"])
+        if not chained and j + 1 < len(out) and out[j + 1]["a"] == s["result"]:
+            continue  # the next line would seem to start from this one: a chain the drill must not show
+        ok = True
+        for k in range(j + 1, len(out)) if chained else ():
+            out[k]["a"] = out[k - 1]["result"]
+            out[k]["result"] = apply(out[k]["a"], out[k]["op"], out[k]["b"])
+            if out[k]["result"] is None:
+                ok = False
+                break
+        if not ok:
+            continue
+        if kind == "slip":
+            return out, ("claim", f"{s['a']} {s['op']} {s['b']} = {s['result']}")
+        written = {str(x) for t in out for x in (t["a"], t["b"], t["result"])}
+        if str(steps[j]["b"]) not in written:  # GII cites a quantity only when nothing else uses it
+            return out, ("unused", str(steps[j]["b"]))
+    return None
+
+
+def phrase_for(doubt: tuple[str, str] | None, phrases: dict[str, list[str]], cite: dict[str, str],
+               rng: random.Random) -> str:
+    """The phrase GII would inject for ``doubt`` (first use of its pool), or, without a doubt, one of
+    the bare phrases budget forcing and GII's verification use."""
+    if doubt is None:
+        return rng.choice([phrases["extension"][0], phrases["verification"][0]])
+    kind = "redirection" if doubt[0] == "claim" else "extension"
+    return phrases[kind][0] + cite.get(doubt[0], "").format(doubt=doubt[1])
+
+
 def final_answer(answer: str) -> str:
     return f"Final Answer: \\boxed{{ {answer} }}"
+
+
+def reflected_trace(meta: dict, attempt: list[dict], reflections: list[tuple[str, list[dict] | None]], final: str
+                    ) -> list[tuple[str, str]]:
+    """(level, line) pairs of a solution reflected on after its check: ``attempt`` solved and
+    checked, then for each (phrase, steps) of ``reflections`` the phrase and, with ``steps``, the
+    solution written again from the plan (a retry), else nothing new, and the check (re)stated;
+    then ``final``."""
+    q = meta["quantity"]
+    lines = render_trace(meta, [render_step(s, q) for s in attempt], {"a": attempt[-1]["result"]}, final)[:-1]
+    last = attempt
+    for phrase, steps in reflections:
+        lines.append(("intervention", phrase))  # what an intervention would inject: no loss in training
+        if steps is not None:
+            lines += [("tactical", f"Plan: from {meta['start']}")] + [("operational", render_step(s, q)) for s in steps]
+            last = steps
+        lines.append(("operational", f"Check: {q} is {last[-1]['result']}"))
+    return lines + [("answer", final)]
+
+
+def rechecks(rng: random.Random, phrases: dict[str, list[str]], cite: dict[str, str]) -> list[tuple[str, None]]:
+    """One to three bare phrases in a row (budget forcing's "Wait" and GII's verification), each
+    answered by the check restated."""
+    return [(phrase_for(None, phrases, cite, rng), None) for _ in range(rng.randint(1, 3))]
 
 
 def solution_words(problem: dict) -> list[str]:
@@ -170,9 +254,38 @@ def _fact(rng: random.Random) -> list[str]:
             return [str(a), op, str(b), "=", str(c)]
 
 
+def _walk_steps(p: dict, rng: random.Random) -> list[dict]:
+    """The problem's operations in order, each computed from a random value (the first from the
+    start value), never from the result before it: no chain. Stops where only a chain would fit."""
+    out, a, last = [], p["meta"]["start"], None
+    for s in p["meta"]["steps"]:
+        if last is not None:
+            fits = [v for v in range(MAX_VALUE + 1) if v != last and apply(v, s["op"], s["b"]) is not None]
+            if not fits:  # only a chain would fit (e.g. `- 20` after 20)
+                break
+            a = rng.choice(fits)
+        last = apply(a, s["op"], s["b"])
+        out.append({**s, "a": a, "result": last})
+    return out
+
+
+def _rewalk(step: dict, rng: random.Random, avoid: set[int]) -> dict | None:
+    """The step computed from a new random value, none of ``avoid`` (nor its old value)."""
+    fits = [v for v in range(MAX_VALUE + 1) if v not in avoid | {step["a"]} and apply(v, step["op"], step["b"]) is not None]
+    if not fits:
+        return None
+    a = rng.choice(fits)
+    return {**step, "a": a, "result": apply(a, step["op"], step["b"])}
+
+
+def _line_words(steps: list[dict], quantity: str) -> list[str]:
+    return " ".join(render_step(s, quantity) for s in steps).split()
+
+
 def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, float], difficulties=(1, 5),
                          domains=None, keep: Callable[[str], bool] | None = None,
-                         words: list[str] | None = None) -> list[dict]:
+                         words: list[str] | None = None, phrases: dict[str, list[str]] | None = None,
+                         cite: dict[str, str] | None = None) -> list[dict]:
     """Word-level pre-training examples that never show a worked multi-step solution.
 
     Each is ``{"words": [...], "loss": [bool per word]}``; ``direct_answer(problem)`` returns the
@@ -198,7 +311,16 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
     - ``latest``: a start value and labelled values (``12 (temp)``) among restated operations, then
       the latest value asked for after ``:`` -- where a solution line writes its running value.
       No arithmetic: the values are drawn at random.
+    - ``retry`` (v10): a walk, or a one-operation solution, with one flaw (a slip or a miscopied
+      operand), then an intervention phrase citing the doubt as GII would (``phrases``, ``cite``),
+      then the same lines again with the flawed one done right (loss on the retry only): what
+      follows a cited doubt, still without a chain;
+    - ``recheck`` (v10): a one-operation solution, a bare phrase ("Wait"), the check restated and
+      the answer: what follows an intervention that cites nothing.
     """
+    if {"retry", "recheck"} & {k for k, v in mix.items() if v > 0} and not phrases:
+        raise ValueError("the retry and recheck drills need the intervention phrases (phrases=, cite=)")
+    cite = dict(cite or {})
     rng = random.Random(seed)
     kinds = sorted(mix)
     weights = [mix[k] for k in kinds]
@@ -252,20 +374,56 @@ def pretraining_examples(n: int, seed: int, *, direct_answer, mix: dict[str, flo
                 words += [str(latest), f"({quantity})"]
             loss = [False] * (len(words) - 1) + [True]
         elif kind == "walk":
-            quantity, start = p["meta"]["quantity"], p["meta"]["start"]
-            words, loss = text + [";", "from", str(start)], [False] * (len(text) + 3)
-            a, last = start, None
-            for s in p["meta"]["steps"]:
-                if last is not None:  # never the result before it: no chain
-                    fits = [v for v in range(MAX_VALUE + 1) if v != last and apply(v, s["op"], s["b"]) is not None]
-                    if not fits:  # only a chain would fit (e.g. `- 20` after 20): the walk stops here
-                        break
-                    a = rng.choice(fits)
-                last = apply(a, s["op"], s["b"])
-                words += s["what"].split() + [":", str(a), s["op"], str(s["b"]), "=", str(last), f"({quantity})"]
-                loss += [True, True, True, True, s is p["meta"]["steps"][0], True, True, True, True, True]
-            else:
+            quantity = p["meta"]["quantity"]
+            walk = _walk_steps(p, rng)
+            words = text + [";", "from", str(p["meta"]["start"])] + _line_words(walk, quantity)
+            loss = [False] * (len(text) + 3)
+            for k in range(len(walk)):  # the first line's running value is read from the start value
+                loss += [True, True, True, True, k == 0, True, True, True, True, True]
+            if len(walk) == len(p["meta"]["steps"]):
                 words, loss = words + ["Check:"], loss + [True]
+        elif kind == "retry" and rng.random() < 0.5:  # a walk, retried
+            quantity = p["meta"]["quantity"]
+            walk = _walk_steps(p, rng)
+            flawed = flawed_steps(walk, rng, chained=False)
+            if flawed is None:
+                continue
+            attempt, doubt = flawed
+            j = next(k for k, (a, b) in enumerate(zip(attempt, walk)) if a != b)
+            # the lines before the flawed one are copied, the flawed one is done right, the ones
+            # after it start from new random values: a retry recomputes what follows its fix
+            # (copying it would carry the old values), and a drill never shows a chain
+            redo = walk[:j + 1]
+            for s in walk[j + 1:]:
+                redo.append(_rewalk(s, rng, avoid={redo[-1]["result"]}))
+                if redo[-1] is None:
+                    break
+            if redo[-1] is None:
+                continue
+            head = text + [";", "from", str(p["meta"]["start"])] + _line_words(attempt, quantity)
+            head += ["Check:"] + phrase_for(doubt, phrases, cite, rng).split()
+            tail = ["from", str(p["meta"]["start"])] + _line_words(redo, quantity) + ["Check:"]
+            words, loss = head + tail, [False] * len(head) + [True] * len(tail)
+        elif kind in ("retry", "recheck"):  # a one-operation solution, retried or re-checked
+            one = draft(p["domain"], 1, rng)
+            while keep is not None and not keep(one["problem"]):
+                one = draft(p["domain"], 1, rng)
+            prompt, _ = direct_answer(one)
+            meta, steps = one["meta"], one["meta"]["steps"]
+            flawed = flawed_steps(steps, rng) if kind == "retry" else None
+            if kind == "retry" and flawed is None:
+                continue
+            attempt, doubt = flawed or (steps, None)
+            reflections = [(phrase_for(doubt, phrases, cite, rng), steps)] if flawed else rechecks(rng, phrases, cite)
+            lines = reflected_trace(meta, attempt, reflections, final_answer(one["answer"]))
+            phrases_at = {i for i, (_, line) in enumerate(lines) if any(line == p for p, _ in reflections)}
+            words, loss = list(prompt), [False] * len(prompt)
+            for i, (_, line) in enumerate(lines):
+                piece = line.split()
+                # a phrase is injected, not the student's; a flawed attempt is context, not a lesson
+                learn = i not in phrases_at and not (flawed and i <= len(attempt) + 2)
+                words, loss = words + piece, loss + [learn] * len(piece)
+            words, loss = words + ["<|end|>"], loss + [True]
         else:  # recall
             words, loss = text + [";"], [False] * (len(text) + 1)
             for s in rng.sample(p["meta"]["steps"], k=len(p["meta"]["steps"])):

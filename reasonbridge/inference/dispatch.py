@@ -12,15 +12,15 @@ def generate_outputs(model, tokenizer, prompts: list[str], problems: list[str], 
     from reasonbridge.inference.strategies import build_strategy
 
     strategy = build_strategy(inference)
-    max_thinking = None
-    if strategy.intervenes:
+    max_thinking = None  # budget_end=stop: no row is forced to answer, whatever its strategy
+    if strategy.answer_at_budget:
         max_thinking = inference.max_thinking_tokens or inference.max_new_tokens - inference.answer_tokens
     sampling = dict(temperature=inference.temperature, top_p=inference.top_p, seed=seed)
     if inference.backend == "vllm":
         from reasonbridge.inference.vllm_backend import generate_vllm
         return generate_vllm(model, tokenizer, prompts, problems, strategy, max_new_tokens=inference.max_new_tokens,
                              max_thinking_tokens=max_thinking, **sampling)
-    if inference.name == "none" and inference.temperature == 0:
+    if not strategy.watches_thinking and inference.temperature == 0:
         outputs = generate(model, tokenizer, prompts, max_new_tokens=inference.max_new_tokens,
                            batch_size=inference.batch_size, progress=progress, desc=desc)
         for out in outputs:

@@ -131,7 +131,7 @@ def _record(tokenizer, row: _Row, strategy: Strategy) -> dict:
 
 def _end_of_thinking(tokenizer, strategy: Strategy) -> list[str]:
     """What the strategy treated as the model trying to end its thinking."""
-    if not strategy.intervenes:
+    if not strategy.watches_thinking:
         return []
     return list(strategy.fmt.end_markers) + ([tokenizer.eos_token] if strategy.fmt.eos_ends_thinking else [])
 
@@ -142,7 +142,7 @@ def _run_batch(model, tokenizer, prompts: list[str], problems: list[str], strate
     device = model.device
     eos = tokenizer.eos_token_id
     fmt = strategy.fmt
-    watch = strategy.intervenes
+    watch = strategy.watches_thinking
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     mask = enc["attention_mask"].to(device)
     rows = [_Row(episode=strategy.begin(problem), prompt_ids=enc["input_ids"][b][mask[b].bool()].tolist())

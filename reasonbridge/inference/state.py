@@ -48,6 +48,10 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 class StateReport:
     state: str
     cues: list[str] = field(default_factory=list)
+    # what the detector doubts, as (kind, text the model wrote): ("claim", "7 + 3 = 11") for a false
+    # claim, ("unused", "16") for a quantity of the problem the reasoning never used. GII may cite
+    # it in its phrase; it is never a value the detector computed.
+    doubts: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _evaluate(expression: str) -> Fraction | None:
@@ -100,20 +104,21 @@ def detect_state(segment: str, *, problem: str | None = None, full_text: str | N
     """
     full_text = segment if full_text is None else full_text
     lower = segment.lower()
-    cues: list[str] = [f"arithmetic error: {e}" for e in arithmetic_errors(segment)]
+    errors = arithmetic_errors(segment)
+    cues: list[str] = [f"arithmetic error: {e}" for e in errors]
     cues += [f"uncertainty: {p!r}" for p in UNCERTAINTY_PHRASES if re.search(rf"\b{re.escape(p)}\b", lower)]
     boxed = {normalize_answer(b) for b in extract_all_boxed(segment)}
     if len(boxed) > 1:
         cues.append(f"contradiction: answers {sorted(boxed)}")
     if cues:
-        return StateReport("uncertain", cues)
+        return StateReport("uncertain", cues, [("claim", " ".join(e.split())) for e in errors])
 
     if not _CLAIM.search(full_text) and not extract_all_boxed(full_text):
         return StateReport("partial", ["no computed result"])
     if problem:
         unused = unused_quantities(problem, full_text)
         if unused:
-            return StateReport("partial", [f"unused quantities: {', '.join(unused)}"])
+            return StateReport("partial", [f"unused quantities: {', '.join(unused)}"], [("unused", n) for n in unused])
 
     if not any(cue in lower for cue in VERIFICATION_CUES):
         return StateReport("unverified", ["results computed without a verification step"])

@@ -75,26 +75,39 @@ class Strategy:
 
     def __init__(self, fmt: ThinkingFormat | None = None, *, max_interventions: int = 0,
                  min_thinking_tokens: int = 0, phrases: dict[str, list[str]] | None = None,
-                 intervention_format: str = "{phrase}\n"):
+                 intervention_format: str = "{phrase}\n", answer_at_budget: bool = True,
+                 cite: dict[str, str] | None = None):
         self.fmt = fmt or ThinkingFormat()
         self.max_interventions = max_interventions
         self.min_thinking_tokens = min_thinking_tokens
         self.phrases = {k: list(v) for k, v in (phrases or {"extension": ["Wait"]}).items()}
         self.intervention_format = intervention_format
+        # every row of a comparison ends thinking the same way at the budget (s1's maximum):
+        # True: the answer marker is forced; False: generation just stops there
+        self.answer_at_budget = answer_at_budget
+        self.cite = dict(cite or {})  # GII: doubt kind -> text appended to the phrase ({doubt})
 
     @property
     def intervenes(self) -> bool:
-        """Whether the engine must watch for the end of thinking at all."""
+        """Whether the strategy may inject phrases."""
         return self.max_interventions > 0 or self.min_thinking_tokens > 0
+
+    @property
+    def watches_thinking(self) -> bool:
+        """Whether the engine must track the end of thinking (for phrases or the budget)."""
+        return self.intervenes or self.answer_at_budget
 
     def begin(self, problem: str) -> Episode:
         return Episode(problem=problem)
 
-    def _phrase(self, episode: Episode, kind: str, text: str) -> str:
+    def _phrase(self, episode: Episode, kind: str, text: str, doubt: tuple[str, str] | None = None) -> str:
         pool = self.phrases[kind]
         used = sum(1 for i in episode.interventions if i["kind"] == kind)
         lead = "" if not text or text[-1].isspace() else "\n"
-        return lead + self.intervention_format.format(phrase=pool[used % len(pool)])
+        phrase = pool[used % len(pool)]
+        if doubt is not None and doubt[0] in self.cite:
+            phrase += self.cite[doubt[0]].format(doubt=doubt[1])
+        return lead + self.intervention_format.format(phrase=phrase)
 
     def _decide(self, episode: Episode, text: str) -> Intervention | None:
         return None
@@ -140,12 +153,25 @@ class GuidedIntervention(Strategy):
     name = "gii"
 
     def _decide(self, episode: Episode, text: str) -> Intervention | None:
-        report = detect_state(text[episode.segment_start:], problem=episode.problem, full_text=text)
+        report = detect_state(text[episode.segment_start:], problem=episode.problem,
+                              full_text=_without_injections(episode, text))
         episode.states.append(report.state)
         kind = INTERVENTION_FOR_STATE.get(report.state)
         if kind is None:
             return None
-        return Intervention(kind, self._phrase(episode, kind, text), state=report.state, cues=report.cues)
+        doubt = report.doubts[0] if report.doubts else None
+        return Intervention(kind, self._phrase(episode, kind, text, doubt), state=report.state, cues=report.cues)
+
+
+def _without_injections(episode: Episode, text: str) -> str:
+    """The model's own text: injected phrases (and the doubts they cite) cut out, so a quantity
+    that only GII's phrase names does not count as used."""
+    out, pos = [], 0
+    for iv in episode.interventions:
+        start = iv["at_char"]
+        out.append(text[pos:start])
+        pos = start + len(iv["text"])
+    return "".join(out) + text[pos:]
 
 
 STRATEGIES = {"none": Strategy, "budget_forcing": BudgetForcing, "gii": GuidedIntervention}
@@ -158,4 +184,5 @@ def build_strategy(icfg) -> Strategy:
     phrases = {k: list(v) for k, v in icfg.phrases.items()}
     return STRATEGIES[icfg.name](fmt, max_interventions=icfg.max_interventions,
                                  min_thinking_tokens=icfg.min_thinking_tokens, phrases=phrases,
-                                 intervention_format=icfg.intervention_format)
+                                 intervention_format=icfg.intervention_format,
+                                 answer_at_budget=icfg.budget_end == "answer", cite=dict(icfg.cite))

@@ -55,7 +55,7 @@ def generate_vllm(model, tokenizer, prompts: list[str], problems: list[str], str
     vllm = _import_vllm()
     from vllm.inputs import TokensPrompt
 
-    fmt, watch = strategy.fmt, strategy.intervenes
+    fmt, watch = strategy.fmt, strategy.watches_thinking
     with tempfile.TemporaryDirectory() as tmp:
         llm = vllm.LLM(model=_model_dir(model, tokenizer, tmp), enable_prefix_caching=True, seed=seed, dtype=dtype)
         seqs = [_Seq(strategy.begin(p), tokenizer.encode(prompt, add_special_tokens=False))
@@ -90,7 +90,7 @@ def generate_vllm(model, tokenizer, prompts: list[str], problems: list[str], str
 def _advance(s: _Seq, out, strategy: Strategy, tokenizer, max_new_tokens: int, max_thinking_tokens: int | None) -> None:
     """Apply one vLLM completion to a sequence: accept, intervene, force the answer or finish."""
     ep = s.episode
-    thinking = strategy.intervenes and not ep.thinking_done
+    thinking = strategy.watches_thinking and not ep.thinking_done
     n = len(out.token_ids)
     s.generated += n
     if thinking:

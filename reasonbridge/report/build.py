@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from reasonbridge.report.interventions import intervention_lines
 from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
 from reasonbridge.report.runs import fetch_runs, load_predictions
 from reasonbridge.report.specs import load_specs
@@ -54,6 +55,10 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
             files.append(path)
         if spec.kind == "scaling":
             figures += plot_scaling(table, out_dir)
+            extra = intervention_lines(table)
+            if extra:
+                md = out_dir / f"{spec.name}.md"
+                md.write_text(md.read_text() + "\n".join(extra) + "\n")
     write_index(built, figures, out_dir, uri, len(runs))
     files += figures + [out_dir / "README.md"]
     return ReportSummary(uri, len(runs), built, files, time.perf_counter() - start)

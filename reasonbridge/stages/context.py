@@ -16,7 +16,7 @@ log = logging.getLogger("reasonbridge.pipeline")
 
 # Bump a stage's version when its code changes what it produces.
 VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
-            "train": 2, "eval": 5, "diagnose": 1}
+            "train": 2, "eval": 6, "diagnose": 1}
 
 
 def config_slice(node) -> dict:

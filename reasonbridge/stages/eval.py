@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import open_dict
+
 from reasonbridge.cache import StageResult, write_json_atomic
 from reasonbridge.io import read_jsonl, write_jsonl
 from reasonbridge.stages.benchmark import benchmark_label, local_lm_eval_benchmark
@@ -72,7 +74,7 @@ def evaluate_jointly(ctx: RunContext, student: StageResult, trained: StageResult
 
 
 def evaluate_benchmark(ctx: RunContext, student: StageResult, trained: StageResult | None, bench: StageResult,
-             bcfg=None) -> StageResult:
+             bcfg=None, label: str | None = None) -> StageResult:
     cfg = ctx.cfg
     bcfg = bcfg if bcfg is not None else cfg.benchmark
     if bcfg.name == "lm_eval":
@@ -95,9 +97,39 @@ def evaluate_benchmark(ctx: RunContext, student: StageResult, trained: StageResu
         (out / "predictions").mkdir()
         write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
         write_json_atomic(out / "metrics.json", metrics)
-    result = ctx.stage("eval", spec["config"], spec["upstream"], compute, label=ctx.label("eval", bcfg))
+    result = ctx.stage("eval", spec["config"], spec["upstream"], compute, label=label or ctx.label("eval", bcfg))
     partial.unlink(missing_ok=True)
     return result
+
+
+def intervention_effect(ctx: RunContext, student: StageResult, trained: StageResult | None, bench: StageResult,
+                        bcfg, ev: StageResult) -> dict[str, float]:
+    """What the interventions changed: the same model evaluated without them (its own cached eval
+    stage, the same thinking budget), compared problem by problem. Metrics: the share of answers
+    that went wrong -> right (``interventions/fixed/<b>``) and right -> wrong (``broke``), and of
+    problems where an intervention fired."""
+    cfg = ctx.cfg
+    if bcfg.name == "lm_eval" or cfg.inference.name == "none" or not cfg.inference.max_interventions:
+        return {}
+    plain = cfg.copy()
+    with open_dict(plain):
+        plain.inference.name = "none"
+        plain.inference.max_interventions = 0
+        plain.inference.min_thinking_tokens = 0
+    ctx.cfg = plain
+    try:
+        base = evaluate_benchmark(ctx, student, trained, bench, bcfg,
+                                  label=ctx.label("eval", bcfg) + "/without_interventions")
+    finally:
+        ctx.cfg = cfg
+    label = benchmark_label(bcfg)
+    before = {(r["id"], r["sample"]): r["correct"] for r in read_jsonl(base.path / "predictions" / f"{label}.jsonl")}
+    after = read_jsonl(ev.path / "predictions" / f"{label}.jsonl")
+    n = len(after)
+    return {f"interventions/fired/{label}": sum(any(r["interventions"].values()) for r in after) / n,
+            f"interventions/fixed/{label}": sum(r["correct"] and not before[(r["id"], r["sample"])] for r in after) / n,
+            f"interventions/broke/{label}": sum(before[(r["id"], r["sample"])] and not r["correct"] for r in after) / n,
+            f"acc_without_interventions/{label}": sum(before.values()) / len(before)}
 
 
 def evaluate_lm_eval(ctx: RunContext, student: StageResult, trained: StageResult | None, bench: StageResult, bcfg,

@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from reasonbridge.config import TinyStudentConfig, default_phrases
+from reasonbridge.config import TinyStudentConfig, default_cites, default_phrases
 from reasonbridge.curation import organism
 from reasonbridge.curation.pool import split_of
 from reasonbridge.prompts import INSTRUCTION, chat
@@ -45,9 +45,11 @@ def word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
 
 
 def organism_words() -> list[str]:
-    """The organism's words plus the prompt instruction's and the intervention phrases'."""
+    """The organism's words plus the prompt instruction's and the intervention phrases' (and the
+    words GII cites a doubt with)."""
     phrases = [p for pool in default_phrases().values() for p in pool]
-    return organism.vocabulary([INSTRUCTION, *phrases])
+    cites = [c.replace("{doubt}", "") for c in default_cites().values()]
+    return organism.vocabulary([INSTRUCTION, *phrases, *cites])
 
 
 def organism_tokenizer() -> PreTrainedTokenizerFast:
@@ -72,7 +74,8 @@ def build_organism_student(cfg: TinyStudentConfig, *, seed: int, pool_cfg, out_d
     drills = organism.pretraining_examples(
         cfg.pretrain_examples, seed + 7001, direct_answer=direct_answer, mix=dict(cfg.drills),
         difficulties=tuple(pool_cfg.difficulties), domains=pool_cfg.domains,
-        keep=lambda text: split_of(text) == "train", words=organism_words())
+        keep=lambda text: split_of(text) == "train", words=organism_words(), phrases=default_phrases(),
+        cite=default_cites())
     examples = [encode_words(tokenizer, d["words"], d["loss"]) for d in drills]
     unknown = sum(i == tokenizer.unk_token_id for e in examples for i in e["input_ids"])
     if unknown:

@@ -10,17 +10,22 @@ IGNORE = -100  # the label of a token that carries no loss
 # Per-token segment ids. OTHER = assistant tokens outside every reasoning segment (the end-of-turn
 # token, unlabelled text); they count towards L_out together with the answer span.
 SEGMENT_IDS = {"other": 0, "strategic": 1, "tactical": 2, "operational": 3, "answer": 4}
+# A trace segment of this level is text a test-time intervention injects (the organism's reflected
+# traces: "Wait", GII's phrase and cite): context for what follows, never a label, whatever the loss,
+# so the student learns what to write after a phrase, not to write phrases itself.
+INJECTED = "intervention"
 
 
 def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: bool = True,
-                segments: list[dict] | None = None) -> dict:
+                segments: list[dict] | None = None, injected: list[dict] = ()) -> dict:
     """Token ids and labels for a conversation whose last message is the assistant's.
 
     The prompt part is rendered with `add_generation_prompt=True` and tokenized apart
     from the response, so the label mask starts exactly where generation would start.
     With `segments` (char offsets into the assistant message) the result also holds
     `segment_ids`: per token, the `SEGMENT_IDS` level its first character falls in
-    (needs a fast tokenizer for the offset mapping).
+    (needs a fast tokenizer for the offset mapping). Tokens inside ``injected`` spans (or inside
+    `segments` of level `INJECTED`) carry no label.
     """
     prompt_text = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
     full_text = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -29,16 +34,24 @@ def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: b
                          "cannot locate the assistant turn")
     response_text = full_text[len(prompt_text):]
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    enc = tokenizer(response_text, add_special_tokens=False, return_offsets_mapping=segments is not None)
+    injected = list(injected) + [seg for seg in segments or [] if seg.get("level") == INJECTED]
+    segments = None if segments is None else [seg for seg in segments if seg.get("level") != INJECTED]
+    offsets = segments is not None or bool(injected)
+    enc = tokenizer(response_text, add_special_tokens=False, return_offsets_mapping=offsets)
     response_ids = enc["input_ids"]
     input_ids = (prompt_ids + response_ids)[:max_len]
-    labels = ([IGNORE] * len(prompt_ids) if assistant_only else list(prompt_ids)) + response_ids
+    response_labels = list(response_ids)
+    content = messages[-1]["content"]
+    base = response_text.find(content) if offsets else 0
+    if base < 0:
+        raise ValueError("chat template alters the assistant message; cannot map trace segments to tokens")
+    for seg in injected:
+        for i, (start, _) in enumerate(enc["offset_mapping"]):
+            if base + seg["start"] <= start < base + seg["end"]:
+                response_labels[i] = IGNORE
+    labels = ([IGNORE] * len(prompt_ids) if assistant_only else list(prompt_ids)) + response_labels
     out = {"input_ids": input_ids, "labels": labels[:max_len]}
     if segments is not None:
-        content = messages[-1]["content"]
-        base = response_text.find(content)
-        if base < 0:
-            raise ValueError("chat template alters the assistant message; cannot map trace segments to tokens")
         char_level = np.zeros(len(response_text) + 1, dtype=np.int64)
         for seg in segments:
             if seg.get("level") not in SEGMENT_IDS or seg["level"] == "other":

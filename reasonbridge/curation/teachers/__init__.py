@@ -27,7 +27,9 @@ def build_teacher(cfg, *, seed: int):
     """The teacher named by ``cfg.name`` (a `teacher` config node)."""
     if cfg.name == "symbolic":
         from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
-        return SymbolicTeacher(defect_rate=cfg.defect_rate, seed=seed)
+        from reasonbridge.config import default_cites, default_phrases
+        return SymbolicTeacher(defect_rate=cfg.defect_rate, seed=seed, corrections=cfg.corrections,
+                               rechecks=cfg.rechecks, phrases=default_phrases(), cite=default_cites())
     if cfg.name == "openai":
         from reasonbridge.curation.teachers.openai import OpenAITeacher
         return OpenAITeacher.from_config(cfg, seed=seed)

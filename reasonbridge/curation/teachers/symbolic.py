@@ -18,7 +18,7 @@ from reasonbridge.answers import extract_boxed
 
 # Part of the teacher's identity: bump it whenever the trace text changes, so a teacher cache
 # (keyed by identity and prompt) never serves traces in an older format.
-TRACE_FORMAT = 2
+TRACE_FORMAT = 3
 DEFECT_KINDS = ("arithmetic_slip", "broken_format", "contradiction", "multiple_answers")
 
 
@@ -73,17 +73,32 @@ def _assemble(lines: list[tuple[str, str]]) -> tuple[str, list[dict]]:
 
 
 class SymbolicTeacher:
-    """Renders ``problem["meta"]`` as a trace; with probability ``defect_rate`` adds one defect."""
+    """Renders ``problem["meta"]`` as a trace; with probability ``defect_rate`` adds one defect.
+
+    On the organism, a clean trace is also, like a thinking model's, reflected on after its check
+    with probability ``corrections`` (a flaw in the first attempt, an intervention phrase citing
+    it, the solution again done right) or ``rechecks`` (a bare phrase and the check restated);
+    the phrases are ``phrases`` and ``cite``, the test-time intervention's own."""
 
     name = "symbolic"
 
-    def __init__(self, defect_rate: float = 0.1, seed: int = 0):
-        if not 0.0 <= defect_rate <= 1.0:
-            raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
+    def __init__(self, defect_rate: float = 0.1, seed: int = 0, *, corrections: float = 0.0, rechecks: float = 0.0,
+                 phrases: dict[str, list[str]] | None = None, cite: dict[str, str] | None = None):
+        for field, rate in (("defect_rate", defect_rate), ("corrections", corrections), ("rechecks", rechecks)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{field} must be in [0, 1], got {rate}")
+        if corrections + rechecks > 1.0:
+            raise ValueError(f"corrections + rechecks must be at most 1, got {corrections + rechecks}")
+        if (corrections or rechecks) and not phrases:
+            raise ValueError("reflections need the intervention phrases")
         self.defect_rate, self.seed = defect_rate, seed
+        self.corrections, self.rechecks = corrections, rechecks
+        self.phrases, self.cite = phrases or {}, dict(cite or {})
         # the organism renders its own traces: a new organism version must not reuse cached ones
         self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed, "format": TRACE_FORMAT,
                          "organism": organism.VERSION}
+        if corrections or rechecks:
+            self.identity.update(corrections=corrections, rechecks=rechecks, phrases=self.phrases, cite=self.cite)
         self.sampling: dict = {}
         self.endpoint = None
 
@@ -96,6 +111,7 @@ class SymbolicTeacher:
         # Both draws happen whatever the rate, so raising defect_rate only adds defects.
         roll, kind = rng.random(), rng.choice(DEFECT_KINDS)
         defect = kind if roll < self.defect_rate else None
+        reflect = rng.random()
         steps, check, answer = meta["steps"], meta["check"], problem["answer"]
         organism_suite = meta.get("suite") == organism.SUITE
         max_value = organism.MAX_VALUE if organism_suite else MAX_VALUE
@@ -129,7 +145,13 @@ class SymbolicTeacher:
             else:
                 j = rng.randrange(len(ops))
                 ops[j] = ops[j][:-1]  # unclosed parenthesis around the step's label
-        if organism_suite:
+        if organism_suite and defect is None and reflect < self.corrections + self.rechecks:
+            flawed = organism.flawed_steps(steps, rng) if reflect < self.corrections else None
+            attempt, doubt = flawed or (steps, None)
+            reflections = ([(organism.phrase_for(doubt, self.phrases, self.cite, rng), steps)] if flawed
+                           else organism.rechecks(rng, self.phrases, self.cite))
+            lines = organism.reflected_trace(meta, attempt, reflections, final)
+        elif organism_suite:
             lines = organism.render_trace(meta, ops, check, final)
         else:
             plan = " ".join(f"{i}) {goal}" for i, goal in enumerate(meta["plan"], 1))
