@@ -86,6 +86,9 @@ class TeacherConfig:
     # does: a flaw corrected after a phrase citing it, or a bare "Wait" and the check restated
     corrections: float = 0.35
     rechecks: float = 0.2
+    # symbolic, organism: the chance that a correction's retry is flawed again (up to 3 attempts), so
+    # the student also meets what follows a second and a third intervention
+    flawed_retry: float = 0.4
     # openai: any OpenAI-compatible chat-completions endpoint
     base_url: Optional[str] = None
     model: Optional[str] = None  # openai: the served model name; hf_local: a local model folder
@@ -409,7 +412,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"invalid config value force: {stage!r} is not a stage {list(STAGES) + ['all']}")
     if not 0.0 <= cfg.teacher.defect_rate <= 1.0:
         fail("teacher.defect_rate", "must be in [0, 1]")
-    for key in ("corrections", "rechecks"):
+    for key in ("corrections", "rechecks", "flawed_retry"):
         if not 0.0 <= cfg.teacher[key] <= 1.0:
             fail(f"teacher.{key}", "must be in [0, 1]")
     if cfg.teacher.corrections + cfg.teacher.rechecks > 1.0:

@@ -135,12 +135,13 @@ def render_trace(meta: dict, step_lines: list[str], check: dict, final: str) -> 
 # what follows it: a bare phrase is followed by the check restated (a re-check that changes
 # nothing), a phrase that cites a doubt (GII's cite: a false claim or an unused quantity) by the
 # solution written again from the plan with that step done right.
-def flawed_steps(steps: list[dict], rng: random.Random, *, chained: bool = True) -> tuple[list[dict], tuple[str, str]] | None:
+def flawed_steps(steps: list[dict], rng: random.Random, *, chained: bool = True,
+                 kinds: tuple[str, ...] = ("slip", "miscopy")) -> tuple[list[dict], tuple[str, str]] | None:
     """The steps with one flaw, carried through when ``chained``, and the doubt GII would cite:
     a slip (a false result, cited as the claim ``a op b = c``) or a miscopied operand (a true
-    claim from the wrong operand, cited as the problem's unused quantity). None if no flaw
-    keeps every value inside [0, MAX_VALUE]."""
-    options = [(j, kind) for j in range(len(steps)) for kind in ("slip", "miscopy")]
+    claim from the wrong operand, cited as the problem's unused quantity). None if no flaw of
+    ``kinds`` keeps every value inside [0, MAX_VALUE]."""
+    options = [(j, kind) for j in range(len(steps)) for kind in kinds]
     rng.shuffle(options)
     for j, kind in options:
         out = [dict(s) for s in steps]
@@ -179,13 +180,43 @@ def flawed_steps(steps: list[dict], rng: random.Random, *, chained: bool = True)
 
 
 def phrase_for(doubt: tuple[str, str] | None, phrases: dict[str, list[str]], cite: dict[str, str],
-               rng: random.Random) -> str:
-    """The phrase GII would inject for ``doubt`` (first use of its pool), or, without a doubt, one of
-    the bare phrases budget forcing and GII's verification use."""
+               rng: random.Random, used: dict[str, int] | None = None) -> str:
+    """The phrase GII would inject for ``doubt``, or, without a doubt, one of the bare phrases
+    budget forcing and GII's verification use. GII takes each kind's phrases in turn: ``used``
+    counts the phrases of each kind already injected (and is updated); None: the first use."""
+    used = {} if used is None else used
     if doubt is None:
-        return rng.choice([phrases["extension"][0], phrases["verification"][0]])
-    kind = "redirection" if doubt[0] == "claim" else "extension"
-    return phrases[kind][0] + cite.get(doubt[0], "").format(doubt=doubt[1])
+        kind = rng.choice(["extension", "verification"])
+        cited = ""
+    else:
+        kind = "redirection" if doubt[0] == "claim" else "extension"
+        cited = cite.get(doubt[0], "").format(doubt=doubt[1])
+    pool = phrases[kind]
+    phrase = pool[used.get(kind, 0) % len(pool)]
+    used[kind] = used.get(kind, 0) + 1
+    return phrase + cited
+
+
+def corrected_attempts(steps: list[dict], rng: random.Random, phrases: dict[str, list[str]], cite: dict[str, str],
+                       *, again: float = 0.0, max_flawed: int = 3
+                       ) -> tuple[list[dict], list[tuple[str, list[dict]]]] | None:
+    """A flawed first attempt and the reflections that end in ``steps`` done right. Each retry is
+    flawed again with probability ``again`` (a slip GII would see in it; at most ``max_flawed``
+    flawed attempts), so the student also meets a second and a third intervention, each phrase
+    taken as GII takes them. None if the steps admit no flaw."""
+    first = flawed_steps(steps, rng)
+    if first is None:
+        return None
+    attempt, doubt = first
+    used: dict[str, int] = {}
+    reflections, flawed = [], 1
+    while True:
+        phrase = phrase_for(doubt, phrases, cite, rng, used)
+        retry = flawed_steps(steps, rng, kinds=("slip",)) if flawed < max_flawed and rng.random() < again else None
+        if retry is None:
+            return attempt, reflections + [(phrase, steps)]
+        reflections.append((phrase, retry[0]))
+        doubt, flawed = retry[1], flawed + 1
 
 
 def final_answer(answer: str) -> str:

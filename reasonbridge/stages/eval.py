@@ -13,13 +13,23 @@ from reasonbridge.stages.benchmark import benchmark_label, local_lm_eval_benchma
 from reasonbridge.stages.context import RunContext, config_slice, student_path
 
 
+def inference_identity(icfg) -> dict:
+    """The inference config an eval is keyed on. A strategy that can never inject anything drops
+    its phrases, so the no-intervention baselines of GII and budget forcing are one cached eval."""
+    config = config_slice(icfg)
+    if not icfg.max_interventions and not icfg.min_thinking_tokens:
+        for name in ("phrases", "cite", "intervention_format"):
+            config.pop(name, None)
+    return config
+
+
 def eval_spec(ctx: RunContext, student: StageResult, trained: StageResult | None, bench: StageResult, bcfg) -> dict:
     """What an eval stage is keyed on, and where its judged predictions wait until it completes."""
     from reasonbridge.evaluation.benchmarks import checker_of, spec_of
     cfg = ctx.cfg
     label = benchmark_label(bcfg)
     checker, instruction = checker_of(bcfg), spec_of(bcfg.name).instruction
-    config = {"inference": config_slice(cfg.inference), "benchmark": label, "checker": checker,
+    config = {"inference": inference_identity(cfg.inference), "benchmark": label, "checker": checker,
               "instruction": instruction, "seed": cfg.seed}
     if checker == "code":
         config["code_timeout_s"] = bcfg.code_timeout_s

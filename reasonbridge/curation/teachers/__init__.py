@@ -29,7 +29,7 @@ def build_teacher(cfg, *, seed: int):
         from reasonbridge.curation.teachers.symbolic import SymbolicTeacher
         from reasonbridge.config import default_cites, default_phrases
         return SymbolicTeacher(defect_rate=cfg.defect_rate, seed=seed, corrections=cfg.corrections,
-                               rechecks=cfg.rechecks, phrases=default_phrases(), cite=default_cites())
+                               rechecks=cfg.rechecks, flawed_retry=cfg.flawed_retry, phrases=default_phrases(), cite=default_cites())
     if cfg.name == "openai":
         from reasonbridge.curation.teachers.openai import OpenAITeacher
         return OpenAITeacher.from_config(cfg, seed=seed)

@@ -77,14 +77,17 @@ class SymbolicTeacher:
 
     On the organism, a clean trace is also, like a thinking model's, reflected on after its check
     with probability ``corrections`` (a flaw in the first attempt, an intervention phrase citing
-    it, the solution again done right) or ``rechecks`` (a bare phrase and the check restated);
+    it, the solution again done right, each retry flawed again with probability ``flawed_retry``)
+    or ``rechecks`` (a bare phrase and the check restated);
     the phrases are ``phrases`` and ``cite``, the test-time intervention's own."""
 
     name = "symbolic"
 
     def __init__(self, defect_rate: float = 0.1, seed: int = 0, *, corrections: float = 0.0, rechecks: float = 0.0,
-                 phrases: dict[str, list[str]] | None = None, cite: dict[str, str] | None = None):
-        for field, rate in (("defect_rate", defect_rate), ("corrections", corrections), ("rechecks", rechecks)):
+                 flawed_retry: float = 0.0, phrases: dict[str, list[str]] | None = None,
+                 cite: dict[str, str] | None = None):
+        for field, rate in (("defect_rate", defect_rate), ("corrections", corrections), ("rechecks", rechecks),
+                            ("flawed_retry", flawed_retry)):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{field} must be in [0, 1], got {rate}")
         if corrections + rechecks > 1.0:
@@ -92,13 +95,15 @@ class SymbolicTeacher:
         if (corrections or rechecks) and not phrases:
             raise ValueError("reflections need the intervention phrases")
         self.defect_rate, self.seed = defect_rate, seed
-        self.corrections, self.rechecks = corrections, rechecks
+        self.corrections, self.rechecks, self.flawed_retry = corrections, rechecks, flawed_retry
         self.phrases, self.cite = phrases or {}, dict(cite or {})
         # the organism renders its own traces: a new organism version must not reuse cached ones
         self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed, "format": TRACE_FORMAT,
                          "organism": organism.VERSION}
         if corrections or rechecks:
             self.identity.update(corrections=corrections, rechecks=rechecks, phrases=self.phrases, cite=self.cite)
+        if flawed_retry:
+            self.identity["flawed_retry"] = flawed_retry
         self.sampling: dict = {}
         self.endpoint = None
 
@@ -146,10 +151,9 @@ class SymbolicTeacher:
                 j = rng.randrange(len(ops))
                 ops[j] = ops[j][:-1]  # unclosed parenthesis around the step's label
         if organism_suite and defect is None and reflect < self.corrections + self.rechecks:
-            flawed = organism.flawed_steps(steps, rng) if reflect < self.corrections else None
-            attempt, doubt = flawed or (steps, None)
-            reflections = ([(organism.phrase_for(doubt, self.phrases, self.cite, rng), steps)] if flawed
-                           else organism.rechecks(rng, self.phrases, self.cite))
+            corrected = (organism.corrected_attempts(steps, rng, self.phrases, self.cite, again=self.flawed_retry)
+                         if reflect < self.corrections else None)
+            attempt, reflections = corrected or (steps, organism.rechecks(rng, self.phrases, self.cite))
             lines = organism.reflected_trace(meta, attempt, reflections, final)
         elif organism_suite:
             lines = organism.render_trace(meta, ops, check, final)
