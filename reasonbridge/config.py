@@ -84,11 +84,11 @@ class TeacherConfig:
     defect_rate: float = 0.1  # symbolic: share of traces with one realistic defect
     # symbolic, organism: shares of clean traces reflected on after their check, as a thinking model
     # does: a flaw corrected after a phrase citing it, or a bare "Wait" and the check restated
-    corrections: float = 0.35
-    rechecks: float = 0.2
+    corrections: float = 0.25
+    rechecks: float = 0.25
     # symbolic, organism: the chance that a correction's retry is flawed again (up to 3 attempts), so
     # the student also meets what follows a second and a third intervention
-    flawed_retry: float = 0.4
+    flawed_retry: float = 0.0
     # openai: any OpenAI-compatible chat-completions endpoint
     base_url: Optional[str] = None
     model: Optional[str] = None  # openai: the served model name; hf_local: a local model folder
@@ -223,6 +223,10 @@ class TrainConfig:
     # assistant turn; auto: hierarchical for the hierarchical adapter variants, sft otherwise.
     loss: str = "auto"
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    # trace lines the trace itself retracts (segments marked `retracted`: the organism teacher's
+    # flawed attempts before a correction): mask, no label (the student learns the correction, not
+    # the slip); learn: trained on like every other line
+    retracted: str = "mask"
     precision: str = "auto"  # auto: bf16 where the device supports it, else fp32
     gradient_checkpointing: bool = False
     save_every: int = 50  # optimizer steps between resumable checkpoints; 0 = never
@@ -385,6 +389,7 @@ CHOICES = {
     "pool.domain_classifier": ("rules", "teacher"),
     "adapters.form": ("sequential", "parallel", "input"),
     "train.loss": ("auto", "hierarchical", "sft"),
+    "train.retracted": ("mask", "learn"),
     "train.precision": ("auto", "bf16", "fp32"),
     "inference.backend": ("hf", "vllm"),
     "benchmark.source": ("file", "hub"),

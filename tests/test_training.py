@@ -168,3 +168,29 @@ def test_gradient_checkpointing_and_accumulation_match_the_plain_loop(micro_stud
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(base_w, ckpt_w))
     accum_hist, _ = run(batch_size=2, grad_accum=2)
     assert len(accum_hist) == 2
+
+
+def test_a_flawed_attempt_the_trace_corrects_carries_no_label_unless_asked():
+    """A correction trace: the lines of the flawed attempt from its flaw on are retracted by the
+    trace itself; with train.retracted=mask they carry no label (the student learns the retry, not
+    the slip), the lines before the flaw and the retry do; with learn, everything but the phrase."""
+    from reasonbridge.config import default_cites, default_phrases
+    from reasonbridge.student.organism_student import organism_tokenizer
+    from reasonbridge.training.data import unlabelled_segments
+    tokenizer = organism_tokenizer()
+    problems, _ = synthetic_pool(60, seed=0, difficulties=[3, 3], max_operand=20, domains=None,
+                                 exclude_texts=set(), suite="organism")
+    teacher = SymbolicTeacher(defect_rate=0.0, corrections=1.0, phrases=default_phrases(), cite=default_cites())
+    trace = next(t for t in (teacher.generate(p) for p in problems) if "right?" in t["text"])
+    problem = next(p for p in problems if p["id"] == trace["problem_id"])
+    retracted = [trace["text"][s["start"]:s["end"]] for s in trace["segments"] if s.get("retracted")]
+    assert retracted and all(line not in trace["text"].split("right?")[1] for line in retracted[0].split("\n"))
+    flawed = " ".join(retracted[0].split())
+    retry = " ".join(trace["text"].split("right?")[1].split("Final")[0].split())
+    for mode in ("mask", "learn"):
+        ex = encode_chat(tokenizer, chat(problem["problem"], trace["text"]), 512, segments=trace["segments"],
+                         injected=unlabelled_segments(trace["segments"], mode))
+        words = tokenizer.convert_ids_to_tokens(ex["input_ids"])
+        labelled = " ".join(w for w, lab in zip(words, ex["labels"]) if lab != IGNORE)
+        assert "right?" not in labelled and retry in labelled and labelled.startswith("Strategy")
+        assert (flawed in labelled) == (mode == "learn")

@@ -15,7 +15,7 @@ from reasonbridge.cache import StageCache, StageResult, stage_key
 log = logging.getLogger("reasonbridge.pipeline")
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 2, "reference": 2, "attempts": 1, "data": 2,
+VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 3, "reference": 2, "attempts": 1, "data": 2,
             "train": 2, "eval": 6, "diagnose": 1}
 
 

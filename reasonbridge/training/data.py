@@ -16,6 +16,13 @@ SEGMENT_IDS = {"other": 0, "strategic": 1, "tactical": 2, "operational": 3, "ans
 INJECTED = "intervention"
 
 
+def unlabelled_segments(segments: list[dict], retracted: str = "mask") -> list[dict]:
+    """The trace segments that carry no label: injected phrases, and the lines the trace itself
+    retracts (marked ``retracted``: a flawed attempt before its correction) unless ``retracted`` is
+    "learn"."""
+    return [s for s in segments if s.get("level") == INJECTED or (retracted == "mask" and s.get("retracted"))]
+
+
 def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: bool = True,
                 segments: list[dict] | None = None, injected: list[dict] = ()) -> dict:
     """Token ids and labels for a conversation whose last message is the assistant's.
@@ -25,7 +32,7 @@ def encode_chat(tokenizer, messages: list[dict], max_len: int, assistant_only: b
     With `segments` (char offsets into the assistant message) the result also holds
     `segment_ids`: per token, the `SEGMENT_IDS` level its first character falls in
     (needs a fast tokenizer for the offset mapping). Tokens inside ``injected`` spans (or inside
-    `segments` of level `INJECTED`) carry no label.
+    `segments` of level `INJECTED`) carry no label; other spans of ``injected`` keep their level.
     """
     prompt_text = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
     full_text = tokenizer.apply_chat_template(messages, tokenize=False)

@@ -13,7 +13,7 @@ from reasonbridge.adapters.lora import attach_lora, load_lora
 from reasonbridge.io import read_jsonl
 from reasonbridge.models.loading import DTYPES, count_parameters, load_model
 from reasonbridge.prompts import chat
-from reasonbridge.training.data import INJECTED, encode_chat
+from reasonbridge.training.data import encode_chat, unlabelled_segments
 from reasonbridge.training.sft import TrainSettings, train_causal_lm
 from reasonbridge.training.speed import choose_cpu_settings
 
@@ -71,10 +71,10 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
                          f"offsets; {student_path} has a slow tokenizer (use train.loss=sft)")
     rows = read_jsonl(selected_path, required=("problem", "text"))
     # Traces without `segments` (free-form teachers) train on L_out alone over the whole turn; with
-    # plain SFT only the injected segments (test-time intervention phrases) are read, to mask them.
+    # plain SFT only the segments that carry no label are read: injected phrases, retracted lines.
     examples = [encode_chat(tokenizer, chat(r["problem"], r["text"]), cfg.train.max_seq_len,
                             segments=(r.get("segments") or []) if loss == "hierarchical" else None,
-                            injected=[s for s in r.get("segments") or [] if s.get("level") == INJECTED])
+                            injected=unlabelled_segments(r.get("segments") or [], cfg.train.retracted))
                 for r in rows]
     t = cfg.train
     # on CPU: the faster precision (for auto) and thread count, measured on this model and batch;

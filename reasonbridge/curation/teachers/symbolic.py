@@ -18,7 +18,7 @@ from reasonbridge.answers import extract_boxed
 
 # Part of the teacher's identity: bump it whenever the trace text changes, so a teacher cache
 # (keyed by identity and prompt) never serves traces in an older format.
-TRACE_FORMAT = 3
+TRACE_FORMAT = 4
 DEFECT_KINDS = ("arithmetic_slip", "broken_format", "contradiction", "multiple_answers")
 
 
@@ -59,16 +59,18 @@ def _slip(steps: list[dict], check: dict, rng: random.Random, max_value: int) ->
     return new, check
 
 
-def _assemble(lines: list[tuple[str, str]]) -> tuple[str, list[dict]]:
-    """Join (level, line) pairs; consecutive lines of one level form one segment."""
+def _assemble(lines: list[tuple[str, str]], retracted: set[int] = frozenset()) -> tuple[str, list[dict]]:
+    """Join (level, line) pairs; consecutive lines of one level form one segment. The lines at
+    ``retracted`` (ones the trace itself later corrects) form segments marked ``retracted``."""
     text, segments = "", []
-    for level, line in lines:
+    for i, (level, line) in enumerate(lines):
         text += "\n" if text else ""
         start, text = len(text), text + line
-        if segments and segments[-1]["level"] == level:
+        mark = {"retracted": True} if i in retracted else {}
+        if segments and segments[-1]["level"] == level and segments[-1].get("retracted", False) == bool(mark):
             segments[-1]["end"] = len(text)
         else:
-            segments.append({"level": level, "start": start, "end": len(text)})
+            segments.append({"level": level, "start": start, "end": len(text), **mark})
     return text, segments
 
 
@@ -117,6 +119,7 @@ class SymbolicTeacher:
         roll, kind = rng.random(), rng.choice(DEFECT_KINDS)
         defect = kind if roll < self.defect_rate else None
         reflect = rng.random()
+        retracted: set[int] = set()
         steps, check, answer = meta["steps"], meta["check"], problem["answer"]
         organism_suite = meta.get("suite") == organism.SUITE
         max_value = organism.MAX_VALUE if organism_suite else MAX_VALUE
@@ -155,6 +158,11 @@ class SymbolicTeacher:
                          if reflect < self.corrections else None)
             attempt, reflections = corrected or (steps, organism.rechecks(rng, self.phrases, self.cite))
             lines = organism.reflected_trace(meta, attempt, reflections, final)
+            # a line of the solution's steps or check that the final attempt does not write is a
+            # flawed attempt's: retracted by the trace itself
+            q = meta["quantity"]
+            right = {organism.render_step(s, q) for s in steps} | {f"Check: {q} is {steps[-1]['result']}"}
+            retracted = {i for i, (level, line) in enumerate(lines) if level == "operational" and line not in right}
         elif organism_suite:
             lines = organism.render_trace(meta, ops, check, final)
         else:
@@ -163,7 +171,7 @@ class SymbolicTeacher:
                      + [("operational", line) for line in ops]
                      + [("operational", f"Check: {check['a']} {check['op']} {check['b']} = {check['result']}, "
                                         "which matches."), ("answer", final)])
-        text, segments = _assemble(lines)
+        text, segments = _assemble(lines, retracted)
         return {"problem_id": problem["id"], "teacher": self.name, "text": text, "answer": extract_boxed(text),
                 "segments": segments, "defects": [defect] if defect else []}
 
