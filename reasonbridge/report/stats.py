@@ -81,8 +81,8 @@ def _seed_effects(seed_means: np.ndarray, explained: float) -> np.ndarray:
         return np.zeros(s)
     centred = seed_means - seed_means.mean()
     between = float(centred @ centred) / (s - 1)
-    sigma2 = max(0.0, between - explained)
-    if sigma2 == 0.0:
+    sigma2 = between - explained
+    if sigma2 <= 1e-12:  # scores lie in [-1, 1]: below this, rounding in the means (identical seeds)
         return np.zeros(s)
     # a bootstrap mean of S draws has variance (1/S)·(1/S)Σb²; scale so that equals sigma2/S
     return centred * np.sqrt(sigma2 / between * s / (s - 1))
