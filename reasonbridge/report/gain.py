@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'gain':>14}: {100 * gain.value:+.1f} points [95% CI {100 * gain.lo:+.1f}, {100 * gain.hi:+.1f}] "
           f"({verdict}; {how})")
     if gain.dropped_seeds:
-        print(f"{'':>14}  seeds {', '.join(gain.dropped_seeds)} left out of the gain: only one of the two rows ran them")
+        print(f"{'':>14}  seeds {', '.join(gain.dropped_seeds)} left out of the gain: "
+              "only one of the two rows ran them")
     return 0
 
 
