@@ -116,6 +116,22 @@ def test_each_variant_trains_exactly_its_parameters_and_reloads(variant, tmp_pat
         assert stored < 0.8 * sum(f.stat().st_size for f in base_dir.glob("*.safetensors"))
 
 
+@pytest.mark.parametrize("variant", ["lora", "full_ft"])
+def test_the_hierarchical_loss_trains_lora_and_full_finetuning(variant):
+    """The loss needs each token's level, not adapters: on LoRA and on every weight it gives each level its
+    term and trains exactly what the variant trains (Table 2's lora and full_ft rows keep the method's loss)."""
+    examples = [dict(x, segment_ids=[0] * 4 + [1, 1, 2, 2, 3, 3, 4, 4]) for x in _examples()]
+    model = attach_adapters(small_model(), adapters_cfg(variant))
+    intended = {n for n, _ in model.named_parameters() if VARIANTS[variant](n)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train_causal_lm(model, examples, TrainSettings(lr=1e-2, batch_size=4, precision="fp32",
+                                                            loss="hierarchical", log_every=1),
+                             pad_id=0, seed=0, progress=False)
+    assert {"loss_out", "loss_strategic", "loss_tactical", "loss_operational"} <= set(result["history"][-1])
+    changed = {n for n, p in result["model"].named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed == intended
+
+
 def _tokenizer_for(folder):
     """A minimal fast tokenizer so `load_model` finds one beside the weights."""
     from tokenizers import Tokenizer, models
