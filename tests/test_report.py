@@ -217,6 +217,21 @@ def test_table3_from_training_runs(store, store_uri, tmp_path):
     assert "| tiny | tiny | 64 (full) | — | 1.25% | — | 5e-3 | — | 75 s ± " in (out / "table3.md").read_text()
 
 
+def test_table3_shows_each_trained_rows_share_and_loss(store, store_uri, tmp_path):
+    client, scratch = store
+    for row, name, loss_terms in (("lora", "lora", {"train/loss_out": 0.4}), ("full_ft_sft", "full_ft", {})):
+        log_run(client, scratch, "table2", row, [True], extra={"train/time_s": 30.0, "params/trainable_pct": 2.5,
+                                                                "train/loss": 0.5, **loss_terms},
+                params={"adapters.name": name, "adapters.r": "auto", "train.lr": "0.005"})
+    out = tmp_path / "reports"
+    build_report(out, tracking_uri=store_uri, n_boot=200, tables=["table3"])
+    t3 = cells(out, "table3")
+    assert t3[("tiny", "lora", "adapter_dim")]["text"] == "auto (lora), hierarchical loss"
+    assert t3[("tiny", "full_ft_sft", "adapter_dim")]["text"] == "all weights, SFT loss"
+    assert float(t3[("tiny", "lora", "params_modified_pct")]["ours"]) == pytest.approx(2.5)
+    assert "| tiny | tiny, w/ Standard LoRA, plain SFT loss | not run |" in (out / "table3.md").read_text()
+
+
 def test_bootstrap_matches_a_direct_resampling():
     import numpy as np
     rng = np.random.default_rng(3)

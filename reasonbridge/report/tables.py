@@ -205,6 +205,13 @@ def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> Buil
     return BuiltTable(spec, columns, lines, notes)
 
 
+def _loss(run: RunRecord) -> str:
+    """The loss a run trained with, from what it logged: the hierarchical loss logs one term per level."""
+    if "train/loss" not in run.metrics:
+        return ""
+    return ", hierarchical loss" if any(k.startswith("train/loss_") for k in run.metrics) else ", SFT loss"
+
+
 def _implementation_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> BuiltTable:
     chosen = select(spec, runs)
     columns = [Column(k, h, True) for k, h in spec.columns.items()]
@@ -219,7 +226,8 @@ def _implementation_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -
                 first = selected[0].params
                 by_key = {c.column: c for c in cells}
                 name = first.get("adapters.name", "?")
-                by_key["adapter_dim"].text = "all weights" if name == "full_ft" else f"{first.get('adapters.r', '?')} ({name})"
+                by_key["adapter_dim"].text = ("all weights" if name == "full_ft" else
+                                              f"{first.get('adapters.r', '?')} ({name})") + _loss(selected[0])
                 by_key["learning_rate"].text = learning_rate(float(first["train.lr"])) if "train.lr" in first else "?"
                 for key, metric, scale in (("params_modified_pct", "params/trainable_pct", 1.0),
                                            ("training_hours", "train/time_s", 1 / 3600)):
@@ -234,7 +242,9 @@ def _implementation_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -
             lines.append(Line(spec.model_label(model), model, row.row, _label(spec, row, model), cells))
     notes = [f"Sweep: `{spec.sweep}`; any finished run of row(s) "
              f"{sorted({t for r in spec.rows for t in _row_tags(r)})} in tables {spec.sources} that trained.",
-             "Ours: adapter dimension (param adapters.r), % trainable parameters (params/trainable_pct), "
+             "Ours: adapter dimension (param adapters.r as configured; auto: LoRA's budget-matched rank) and the "
+             "loss (hierarchical when the run logged per-level terms train/loss_<level>), "
+             "% trainable parameters (params/trainable_pct), "
              "learning rate (train.lr), measured training time (train/time_s; mean and 95% interval over seeds "
              "when there are several). Paper: 8x H100, bf16."]
     return BuiltTable(spec, columns, lines, notes)
