@@ -129,6 +129,7 @@ def test_cells_intervals_deltas_and_run_ids(store, store_uri, tmp_path):
     assert "(Δ+0.0†‡)" in md and "‡ Δ over the common seeds only" in md
     assert "(Δ−25.0§)*" in md and "§ Δ unpaired" in md  # rebuilt from acc/n: nothing to pair on
     assert "synthetic: problems generated per seed, resampled within their seed" in md
+    assert "Thinking budget: in every run, budget_end not recorded." in md
     index = (out / "README.md").read_text()
     for rid in (full, same, worse, no_artifact, *seeds):
         assert f"/runs/{rid}" in index
@@ -144,10 +145,12 @@ def test_a_benchmark_file_resampled_once_across_seeds_and_paired_on_common_seeds
     ids = [f"aime-{i}" for i in range(30)]
     answers = [i % 3 != 0 for i in range(30)]  # 20 of 30
     for seed in (0, 1, 2):
-        log_run(client, scratch, "table2", "reasonbridge", answers, seed=seed, bench="aime24", ids=ids)
+        log_run(client, scratch, "table2", "reasonbridge", answers, seed=seed, bench="aime24", ids=ids,
+                params={"inference.budget_end": "answer"})
         log_run(client, scratch, "demo", "reasonbridge", answers, seed=seed, bench="aime24", ids=ids)
     worse = [ok and i < 20 for i, ok in enumerate(answers)]
-    log_run(client, scratch, "table2", "lora", worse, seed=0, bench="aime24", ids=ids)
+    log_run(client, scratch, "table2", "lora", worse, seed=0, bench="aime24", ids=ids,
+            params={"inference.budget_end": "answer"})
     log_run(client, scratch, "demo", "base", worse, seed=0, bench="aime24", ids=ids)
     out = tmp_path / "reports"
     build_report(out, tracking_uri=store_uri, n_boot=500, tables=["table2"])
@@ -159,6 +162,7 @@ def test_a_benchmark_file_resampled_once_across_seeds_and_paired_on_common_seeds
     assert lora["delta_seeds"] == "0" and float(lora["delta"]) == pytest.approx(100 * -7 / 30)
     md = (out / "table2.md").read_text()
     assert "(Δ−23.3‡)" in md and "gpqa_diamond: the same problems under every seed" in md
+    assert "Thinking budget: in every run, the answer is forced at the thinking budget" in md
 
     assert gain_main(["--table", "demo", "--benchmark", "aime24", "--bootstrap", "500"]) == 0
     printed = capsys.readouterr().out

@@ -123,6 +123,22 @@ def _score_groups(runs: list[RunRecord], bench: str) -> tuple[dict[str, dict[str
     return out, source
 
 
+BUDGET_END = {"answer": "the answer is forced at the thinking budget (inference.budget_end=answer)",
+              "stop": "generation stops at the token limit, no answer forced (inference.budget_end=stop)"}
+
+
+def _budget_note(chosen: dict[tuple[str, str, str], list[RunRecord]]) -> str:
+    """What every run of the table did when its thinking ran out, from its params."""
+    ends = {r.params.get("inference.budget_end", "not recorded") for rs in chosen.values() for r in rs}
+    if not ends:
+        return ""
+    if len(ends) == 1:
+        end = next(iter(ends))
+        return f"Thinking budget: in every run, {BUDGET_END.get(end, f'budget_end {end}')}."
+    return ("Thinking budget: the runs differ in what happens when thinking runs out "
+            f"(inference.budget_end: {', '.join(sorted(ends))}); their Δ mixes that in.")
+
+
 def _interval_note(columns: list[Column]) -> str:
     shared = [c.key for c in columns if problems_shared_across_seeds(c.key)]
     generated = [c.key for c in columns if not problems_shared_across_seeds(c.key)]
@@ -186,6 +202,9 @@ def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> Buil
              "can be asymmetric; the CSV has its ends, ci_lo and ci_hi); `not run`: no finished run has that "
              "benchmark."]
     notes.append(_interval_note(columns))
+    budget = _budget_note(chosen)
+    if budget:
+        notes.append(budget)
     if spec.reference_row:
         notes.append(f"Δ: difference from the row `{spec.reference_row}` of the same student, paired on the seeds "
                      "both rows ran and the problems both answered; † marks a difference whose 95% interval "
