@@ -56,7 +56,7 @@ report: install ## tables 1-4 and the scaling figure from the MLflow runs into r
 sweep-table1: install ## Table 1 rows (base, + ReasonBridge, + w/ GII) for one student; ARGS= adds overrides
 	$(PY) run.py -m experiment=table1 $(ARGS)
 
-sweep-table2: install ## Table 2: the twelve ablation rows
+sweep-table2: install ## Table 2: the twelve ablation rows and three plain-SFT rows
 	$(PY) run.py -m experiment=table2 $(ARGS)
 
 sweep-table3: install ## Table 3 (C.1): train ReasonBridge, log adapter dim, % trainable, lr, training time

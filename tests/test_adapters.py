@@ -7,7 +7,7 @@ from transformers import (AutoModelForCausalLM, Gemma2Config, GemmaConfig, Llama
                           MixtralConfig, Qwen2Config)
 
 from reasonbridge.adapters.hierarchical import (BottleneckAdapter, decoder_layers, layers_for, plan_sites)
-from reasonbridge.adapters.lora import lora_params_per_rank
+from reasonbridge.adapters.lora import budget_match
 from reasonbridge.training.run import attach_adapters, load_trained, save_trained
 from reasonbridge.training.sft import TrainSettings, train_causal_lm
 from tests.conftest import compose_config
@@ -116,6 +116,22 @@ def test_each_variant_trains_exactly_its_parameters_and_reloads(variant, tmp_pat
         assert stored < 0.8 * sum(f.stat().st_size for f in base_dir.glob("*.safetensors"))
 
 
+@pytest.mark.parametrize("variant", ["lora", "full_ft"])
+def test_the_hierarchical_loss_trains_lora_and_full_finetuning(variant):
+    """The loss needs each token's level, not adapters: on LoRA and on every weight it gives each level its
+    term and trains exactly what the variant trains (Table 2's lora and full_ft rows keep the method's loss)."""
+    examples = [dict(x, segment_ids=[0] * 4 + [1, 1, 2, 2, 3, 3, 4, 4]) for x in _examples()]
+    model = attach_adapters(small_model(), adapters_cfg(variant))
+    intended = {n for n, _ in model.named_parameters() if VARIANTS[variant](n)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train_causal_lm(model, examples, TrainSettings(lr=1e-2, batch_size=4, precision="fp32",
+                                                            loss="hierarchical", log_every=1),
+                             pad_id=0, seed=0, progress=False)
+    assert {"loss_out", "loss_strategic", "loss_tactical", "loss_operational"} <= set(result["history"][-1])
+    changed = {n for n, p in result["model"].named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed == intended
+
+
 def _tokenizer_for(folder):
     """A minimal fast tokenizer so `load_model` finds one beside the weights."""
     from tokenizers import Tokenizer, models
@@ -127,14 +143,49 @@ def _tokenizer_for(folder):
 
 
 def test_lora_auto_rank_matches_the_hierarchical_budget():
-    model = small_model()
-    cfg = adapters_cfg("lora")
+    model = attach_adapters(small_model(), adapters_cfg("lora"))
     hierarchical = 6 * BottleneckAdapter.count(32, 64)  # one adapter per layer at r=64
-    model = attach_adapters(model, cfg)
     lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    per_rank = lora_params_per_rank(small_model(), "all-linear")
-    assert lora % per_rank == 0
-    assert abs(lora - hierarchical) <= per_rank / 2
+    assert lora == 9 * 2784 and abs(lora / hierarchical - 1) < 0.05  # rank 9: 2,784 per rank
+
+
+# wide enough that whole ranks can land within 5% of the hierarchical budget (d=64, 6 layers)
+MATCHABLE = dict(SMALL, hidden_size=64, intermediate_size=32)
+MATCH_ARCHS = {
+    "llama": LlamaConfig(**MATCHABLE),
+    "qwen2": Qwen2Config(**MATCHABLE),
+    "mistral": MistralConfig(**MATCHABLE),
+    "mixtral": MixtralConfig(**MATCHABLE, num_local_experts=2, num_experts_per_tok=1),
+    "gemma": GemmaConfig(**MATCHABLE, head_dim=16),
+}
+
+
+@pytest.mark.parametrize("arch", list(MATCH_ARCHS))
+def test_lora_budget_counts_what_peft_trains(arch):
+    """r=auto counts the parameters peft makes trainable on the architecture (Mixtral: the router and
+    the fused experts, which are no nn.Linear), so the attached LoRA is within 5% of the budget."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(MATCH_ARCHS[arch])
+    cfg = adapters_cfg("lora")
+    match = budget_match(model, cfg)
+    assert match.budget == 6 * BottleneckAdapter.count(64, 64)
+    attached = attach_adapters(model, cfg)
+    trained = sum(p.numel() for p in attached.parameters() if p.requires_grad)
+    assert trained == match.trainable and abs(trained / match.budget - 1) < 0.05
+    if arch == "mixtral":
+        assert {"gate", "experts"} <= set(match.adapted)
+
+
+def test_lora_budget_says_why_it_cannot_match(caplog):
+    """Mixtral-8x7B's widths (three layers, one per level, on the meta device): rank 1 already
+    trains 1.33x the hierarchical adapters (peft adapts all eight experts), and the run says so."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(MixtralConfig(num_hidden_layers=3))
+    with caplog.at_level("WARNING", logger="reasonbridge.adapters.lora"):
+        match = budget_match(model, adapters_cfg("lora"))
+    assert match.rank == 1 and match.ratio == pytest.approx(1.33, abs=0.01)
+    assert "no rank matches" in caplog.text and "rank 1, the smallest rank, trains" in caplog.text
+    assert "experts" in caplog.text and "adapters.target_modules" in caplog.text
 
 
 def test_decoder_layers_error_names_the_problem():

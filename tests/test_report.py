@@ -21,7 +21,7 @@ TABLES = ("table1", "table2", "table3", "table4", "scaling")
 
 def log_run(client: MlflowClient, scratch: Path, table: str, row: str, correct: list[bool], *, model: str = "tiny",
             seed: int = 0, bench: str = "synthetic", predictions: bool = True, status: str = "FINISHED",
-            extra: dict | None = None, params: dict | None = None) -> str:
+            extra: dict | None = None, params: dict | None = None, ids: list[str] | None = None) -> str:
     """One run shaped like the pipeline's: tags, params, metrics and the predictions artifact."""
     exp = client.get_experiment_by_name(table)
     exp_id = exp.experiment_id if exp else client.create_experiment(table, artifact_location=str(scratch / "artifacts"))
@@ -35,8 +35,9 @@ def log_run(client: MlflowClient, scratch: Path, table: str, row: str, correct: 
     if predictions:
         path = scratch / rid / f"{bench}.jsonl"
         path.parent.mkdir(parents=True)
-        path.write_text("".join(json.dumps({"id": f"{bench}-{seed}-{i}", "sample": 0, "correct": ok}) + "\n"
-                                for i, ok in enumerate(correct)))
+        ids = ids or [f"{bench}-{seed}-{i}" for i in range(n)]  # default: each seed its own problems
+        path.write_text("".join(json.dumps({"id": pid, "sample": 0, "correct": ok}) + "\n"
+                                for pid, ok in zip(ids, correct)))
         client.log_artifact(rid, str(path), "predictions")
     client.set_terminated(rid, status=status)
     time.sleep(0.002)  # distinct start times: the latest run per row and seed is well defined
@@ -114,6 +115,9 @@ def test_cells_intervals_deltas_and_run_ids(store, store_uri, tmp_path):
     assert drop["run_ids"] == worse and float(drop["delta"]) == pytest.approx(-75.0) and drop["within_noise"] == "False"
     two = t2[("tiny", "no_tactical", "synthetic")]
     assert two["seeds"] == "2" and set(two["run_ids"].split()) == set(seeds)
+    # the reference ran seed 0 only: the Δ pairs on seed 0, says so (‡) and names its seeds
+    assert two["delta_seeds"] == "0" and two["delta_paired"] == "True" and float(two["delta"]) == 0
+    assert t2[("tiny", "no_quality", "synthetic")]["delta_seeds"] == "0"
     rebuilt = t2[("tiny", "no_strategic", "synthetic")]
     assert rebuilt["interval_from"] == "acc/n" and float(rebuilt["ours"]) == pytest.approx(50.0)
     assert rebuilt["run_ids"] == no_artifact
@@ -122,9 +126,48 @@ def test_cells_intervals_deltas_and_run_ids(store, store_uri, tmp_path):
     md = (out / "table2.md").read_text()
     assert "| tiny | w/ Standard LoRA | not run | 41.7 | not run | 86.6 | not run | 53.5 | 75.0 ± " in md
     assert "(Δ+0.0†)" in md and "(Δ−75.0)" in md
+    assert "(Δ+0.0†‡)" in md and "‡ Δ over the common seeds only" in md
+    assert "(Δ−25.0§)*" in md and "§ Δ unpaired" in md  # rebuilt from acc/n: nothing to pair on
+    assert "synthetic: problems generated per seed, resampled within their seed" in md
+    assert "Thinking budget: in every run, budget_end not recorded." in md
     index = (out / "README.md").read_text()
     for rid in (full, same, worse, no_artifact, *seeds):
         assert f"/runs/{rid}" in index
+
+
+def test_a_benchmark_file_resampled_once_across_seeds_and_paired_on_common_seeds(store, store_uri, tmp_path,
+                                                                               capsys):
+    """AIME-like: the same 30 problems under every seed. Three identical seeds give the one-seed
+    interval; a row run on one seed is compared on that seed alone, and the table and the gain
+    command say so."""
+    from reasonbridge.report.gain import main as gain_main
+    client, scratch = store
+    ids = [f"aime-{i}" for i in range(30)]
+    answers = [i % 3 != 0 for i in range(30)]  # 20 of 30
+    for seed in (0, 1, 2):
+        log_run(client, scratch, "table2", "reasonbridge", answers, seed=seed, bench="aime24", ids=ids,
+                params={"inference.budget_end": "answer"})
+        log_run(client, scratch, "demo", "reasonbridge", answers, seed=seed, bench="aime24", ids=ids)
+    worse = [ok and i < 20 for i, ok in enumerate(answers)]
+    log_run(client, scratch, "table2", "lora", worse, seed=0, bench="aime24", ids=ids,
+            params={"inference.budget_end": "answer"})
+    log_run(client, scratch, "demo", "base", worse, seed=0, bench="aime24", ids=ids)
+    out = tmp_path / "reports"
+    build_report(out, tracking_uri=store_uri, n_boot=500, tables=["table2"])
+    t2 = cells(out, "table2")
+    one = mean_ci({"0": dict(zip(ids, map(float, answers)))}, n_boot=500).scaled(100)
+    cell = t2[("tiny", "reasonbridge", "aime24")]
+    assert cell["seeds"] == "3" and (float(cell["ci_lo"]), float(cell["ci_hi"])) == pytest.approx((one.lo, one.hi))
+    lora = t2[("tiny", "lora", "aime24")]
+    assert lora["delta_seeds"] == "0" and float(lora["delta"]) == pytest.approx(100 * -7 / 30)
+    md = (out / "table2.md").read_text()
+    assert "(Δ−23.3‡)" in md and "gpqa_diamond: the same problems under every seed" in md
+    assert "Thinking budget: in every run, the answer is forced at the thinking budget" in md
+
+    assert gain_main(["--table", "demo", "--benchmark", "aime24", "--bootstrap", "500"]) == 0
+    printed = capsys.readouterr().out
+    assert "reasonbridge: accuracy 0.667" in printed and "seed 2: 0.667" in printed
+    assert "gain: +23.3 points" in printed and "seeds 1, 2 left out of the gain" in printed
 
 
 def test_table1_takes_demo_runs_and_adds_a_block_for_students_the_paper_lacks(store, store_uri, tmp_path):
@@ -178,12 +221,27 @@ def test_table3_from_training_runs(store, store_uri, tmp_path):
     assert "| tiny | tiny | 64 (full) | — | 1.25% | — | 5e-3 | — | 75 s ± " in (out / "table3.md").read_text()
 
 
+def test_table3_shows_each_trained_rows_share_and_loss(store, store_uri, tmp_path):
+    client, scratch = store
+    for row, name, loss_terms in (("lora", "lora", {"train/loss_out": 0.4}), ("full_ft_sft", "full_ft", {})):
+        log_run(client, scratch, "table2", row, [True], extra={"train/time_s": 30.0, "params/trainable_pct": 2.5,
+                                                                "train/loss": 0.5, **loss_terms},
+                params={"adapters.name": name, "adapters.r": "auto", "train.lr": "0.005"})
+    out = tmp_path / "reports"
+    build_report(out, tracking_uri=store_uri, n_boot=200, tables=["table3"])
+    t3 = cells(out, "table3")
+    assert t3[("tiny", "lora", "adapter_dim")]["text"] == "auto (lora), hierarchical loss"
+    assert t3[("tiny", "full_ft_sft", "adapter_dim")]["text"] == "all weights, SFT loss"
+    assert float(t3[("tiny", "lora", "params_modified_pct")]["ours"]) == pytest.approx(2.5)
+    assert "| tiny | tiny, w/ Standard LoRA, plain SFT loss | not run |" in (out / "table3.md").read_text()
+
+
 def test_bootstrap_matches_a_direct_resampling():
     import numpy as np
     rng = np.random.default_rng(3)
     scores = (rng.random(60) < 0.4).astype(float)
     direct = [scores[rng.integers(60, size=60)].mean() for _ in range(4000)]
-    est = mean_ci([scores], n_boot=4000, seed=1)
+    est = mean_ci({"0": {str(i): v for i, v in enumerate(scores)}}, n_boot=4000, seed=1)
     assert est.value == pytest.approx(scores.mean())
     assert est.lo == pytest.approx(np.percentile(direct, 2.5), abs=0.02)
     assert est.hi == pytest.approx(np.percentile(direct, 97.5), abs=0.02)

@@ -73,8 +73,9 @@ def test_table2_numbers_match_the_paper():
     spec = SPECS["table2"]
     left, right = column_streams(paper_block("Model Variant | AIME 2024", "w/ Full Dataset (58K)"), 3)
     found = dict(left + right)
-    assert len(found) == 12 and len(spec.rows) == 12
-    assert {r.label: r.paper for r in spec.rows} == found
+    paper_rows = [r for r in spec.rows if r.paper is not None]  # and three plain-SFT rows of ours
+    assert len(found) == 12 and len(paper_rows) == 12 and len(spec.rows) == 15
+    assert {r.label: r.paper for r in paper_rows} == found
     # the text's differences agree with the table (GII vs budget forcing: 3.4 / 2.2 / 3.1)
     full, bf = spec.rows[0].paper, spec.rows[-1].paper
     assert [round(a - b, 1) for a, b in zip(full, bf)] == [3.4, 2.2, 3.1]
@@ -143,15 +144,24 @@ def test_scaling_sweep_points_are_the_figure_rows():
 
 
 def test_table2_rows_change_one_thing_against_the_full_method():
+    """Each row against the full method: one of data, adapters, inference or the training loss as
+    resolved (LoRA and full fine-tuning keep the hierarchical loss); a plain-SFT row adds the loss alone
+    to a row the table has."""
+    from reasonbridge.training.run import loss_for
     full = compose_config(["row=reasonbridge"])
-    changes = {}
-    for row in SPECS["table2"].rows[1:]:
-        cfg = compose_config([f"row={row.row}"])
-        changes[row.row] = sorted(g for g in ("data", "adapters", "inference") if cfg[g].name != full[g].name)
-    assert changes == {"no_quality": ["data"], "no_difficulty": ["data"], "no_diversity": ["data"],
-                       "random_data": ["data"], "full_data": ["data"], "no_strategic": ["adapters"],
-                       "no_tactical": ["adapters"], "no_operational": ["adapters"], "lora": ["adapters"],
-                       "full_ft": ["adapters"], "budget_forcing": ["inference"]}
+
+    def changed(cfg, against) -> list[str]:
+        groups = [g for g in ("data", "adapters", "inference") if cfg[g].name != against[g].name]
+        return sorted(groups + (["loss"] if loss_for(cfg) != loss_for(against) else []))
+    rows = {row.row: compose_config([f"row={row.row}"]) for row in SPECS["table2"].rows[1:]}
+    assert {row: changed(cfg, full) for row, cfg in rows.items()} == {
+        "no_quality": ["data"], "no_difficulty": ["data"], "no_diversity": ["data"], "random_data": ["data"],
+        "full_data": ["data"], "no_strategic": ["adapters"], "no_tactical": ["adapters"],
+        "no_operational": ["adapters"], "no_hierarchical_loss": ["loss"], "lora": ["adapters"],
+        "lora_sft": ["adapters", "loss"], "full_ft": ["adapters"], "full_ft_sft": ["adapters", "loss"],
+        "budget_forcing": ["inference"]}
+    assert loss_for(full) == "hierarchical" and loss_for(rows["no_hierarchical_loss"]) == "sft"
+    assert changed(rows["lora_sft"], rows["lora"]) == changed(rows["full_ft_sft"], rows["full_ft"]) == ["loss"]
     bf = compose_config(["row=budget_forcing"])
     assert bf.inference.max_interventions == full.inference.max_interventions  # the same test-time budget
 

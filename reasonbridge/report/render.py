@@ -48,7 +48,10 @@ def ours_text(line: Line, cell: Cell, column: str) -> str:
         return f"{e.value:.2f}%"
     out = f"{_num(e.value)} ± {half:.1f}"
     if cell.delta is not None:
-        out += f" (Δ{'+' if cell.delta.value >= 0 else ''}{_num(cell.delta.value)}{'†' if cell.within_noise else ''})"
+        d = cell.delta
+        marks = ("†" if cell.within_noise else "") + ("‡" if d.paired and d.dropped_seeds else "") + \
+            ("" if d.paired else "§")
+        out += f" (Δ{'+' if d.value >= 0 else ''}{_num(d.value)}{marks})"
     if cell.interval_from == "acc/n":
         out += "*"
     return out
@@ -88,7 +91,8 @@ def write_markdown(table: BuiltTable, path: Path) -> None:
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "†": r"$^\dagger$", "Δ": r"$\Delta$", "−": "-", "—": "--", "*": r"$^*$"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"\S{}", "Δ": r"$\Delta$",
+                  "−": "-", "—": "--", "*": r"$^*$"}
 
 
 def latex_escape(text: str) -> str:
@@ -118,7 +122,7 @@ def write_latex(table: BuiltTable, path: Path) -> None:
 
 CSV_FIELDS = ["table", "student", "model", "row", "label", "interventions", "column", "ours", "ci_lo", "ci_hi",
               "text", "n_problems", "seeds", "interval_from", "paper", "delta", "delta_ci_lo", "delta_ci_hi",
-              "within_noise", "run_ids"]
+              "within_noise", "delta_seeds", "delta_paired", "run_ids"]
 
 
 def write_csv(table: BuiltTable, path: Path) -> None:
@@ -139,6 +143,8 @@ def write_csv(table: BuiltTable, path: Path) -> None:
                     "delta": "" if d is None else round(d.value, 6), "delta_ci_lo": "" if d is None else round(d.lo, 6),
                     "delta_ci_hi": "" if d is None else round(d.hi, 6),
                     "within_noise": "" if d is None else cell.within_noise,
+                    "delta_seeds": "" if d is None else " ".join(d.seeds),
+                    "delta_paired": "" if d is None else d.paired,
                     "run_ids": " ".join(r.run_id for r in cell.runs)})
 
 

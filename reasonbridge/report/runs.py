@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # the params the report reads (every run logs its whole flattened config)
 PARAMS = ("model.name", "seed", "adapters.name", "adapters.r", "train.lr", "inference.name",
-          "inference.max_interventions", "inference.num_samples", "benchmark.name")
+          "inference.max_interventions", "inference.num_samples", "inference.budget_end", "benchmark.name")
 
 
 @dataclass

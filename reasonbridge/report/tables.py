@@ -7,7 +7,7 @@ import numpy as np
 
 from reasonbridge.report.runs import RunRecord
 from reasonbridge.report.specs import RowSpec, TableSpec
-from reasonbridge.report.stats import Estimate, delta_ci, mean_ci
+from reasonbridge.report.stats import Estimate, delta_ci, mean_ci, problems_shared_across_seeds
 
 NOT_RUN = "not run"
 
@@ -123,6 +123,35 @@ def _score_groups(runs: list[RunRecord], bench: str) -> tuple[dict[str, dict[str
     return out, source
 
 
+BUDGET_END = {"answer": "the answer is forced at the thinking budget (inference.budget_end=answer)",
+              "stop": "generation stops at the token limit, no answer forced (inference.budget_end=stop)"}
+
+
+def _budget_note(chosen: dict[tuple[str, str, str], list[RunRecord]]) -> str:
+    """What every run of the table did when its thinking ran out, from its params."""
+    ends = {r.params.get("inference.budget_end", "not recorded") for rs in chosen.values() for r in rs}
+    if not ends:
+        return ""
+    if len(ends) == 1:
+        end = next(iter(ends))
+        return f"Thinking budget: in every run, {BUDGET_END.get(end, f'budget_end {end}')}."
+    return ("Thinking budget: the runs differ in what happens when thinking runs out "
+            f"(inference.budget_end: {', '.join(sorted(ends))}); their Δ mixes that in.")
+
+
+def _interval_note(columns: list[Column]) -> str:
+    shared = [c.key for c in columns if problems_shared_across_seeds(c.key)]
+    generated = [c.key for c in columns if not problems_shared_across_seeds(c.key)]
+    parts = []
+    if shared:
+        parts.append(f"{', '.join(shared)}: the same problems under every seed, each resampled once with its "
+                     "mean over seeds (identical seeds give the one-seed interval)")
+    if generated:
+        parts.append(f"{', '.join(generated)}: problems generated per seed, resampled within their seed")
+    return ("Intervals: " + "; ".join(parts) + ". With several seeds, a per-seed effect beyond what the problems "
+            "explain enters as a second level (its variance estimated from the seed means).")
+
+
 def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> BuiltTable:
     chosen = select(spec, runs)
     measured = sorted({c for (_, _, c) in chosen} - set(spec.columns))
@@ -143,8 +172,8 @@ def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> Buil
                 selected = chosen.get((model, row.row, col.key), [])
                 groups, source = _score_groups(selected, col.key)
                 if groups:
-                    est = mean_ci([np.fromiter(g.values(), float) for g in groups.values()], n_boot=n_boot)
-                    cell.ours = Estimate(100 * est.value, 100 * est.lo, 100 * est.hi)
+                    est = mean_ci(groups, shared=problems_shared_across_seeds(col.key), n_boot=n_boot)
+                    cell.ours = est.scaled(100)
                     cell.runs = selected
                     cell.n_problems = int(np.mean([len(g) for g in groups.values()]))
                     cell.interval_from = source
@@ -160,8 +189,8 @@ def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> Buil
                 a = scores_by_row.get(line.row, {}).get(cell.column)
                 b = scores_by_row.get(ref, {}).get(cell.column)
                 if a and b:
-                    d = delta_ci(a, b, n_boot=n_boot)
-                    cell.delta = Estimate(100 * d.value, 100 * d.lo, 100 * d.hi)
+                    cell.delta = delta_ci(a, b, shared=problems_shared_across_seeds(cell.column),
+                                          n_boot=n_boot).scaled(100)
         lines.extend(block)
     for group in spec.reference_only:
         for ref_row in group.get("rows", []):
@@ -169,17 +198,37 @@ def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> Buil
             lines.append(Line(group.get("group", "paper"), None, None, ref_row["label"],
                               [Cell(c.key, paper=v) for c, v in zip(columns, values)], paper_only=True))
     notes = [f"Sweep: `{spec.sweep}`; runs tagged table in {spec.sources}, latest finished run per row and seed.",
-             "Ours: mean accuracy (%) ± half-width of the 95% bootstrap interval over problems "
-             "(and seeds when there are several); `not run`: no finished run has that benchmark."]
+             "Ours: mean accuracy (%) ± half the width of its 95% percentile bootstrap interval (the interval "
+             "can be asymmetric; the CSV has its ends, ci_lo and ci_hi); `not run`: no finished run has that "
+             "benchmark."]
+    notes.append(_interval_note(columns))
+    budget = _budget_note(chosen)
+    if budget:
+        notes.append(budget)
     if spec.reference_row:
-        notes.append(f"Δ: difference from the row `{spec.reference_row}` of the same student (paired bootstrap "
-                     "over shared problems); † marks a difference whose 95% interval includes 0 (within noise).")
+        notes.append(f"Δ: difference from the row `{spec.reference_row}` of the same student, paired on the seeds "
+                     "both rows ran and the problems both answered; † marks a difference whose 95% interval "
+                     "includes 0 (within noise).")
+        deltas = [c.delta for line in lines for c in line.cells if c.delta is not None]
+        if any(d.paired and d.dropped_seeds for d in deltas):
+            notes.append("‡ Δ over the common seeds only: the seeds one of the two rows lacks are left out "
+                         "(the CSV's delta_seeds).")
+        if any(not d.paired for d in deltas):
+            notes.append("§ Δ unpaired: no seed and problem in common (e.g. scores rebuilt from acc and n), "
+                         "the two rows bootstrapped independently.")
     if not spec.per_model:
         notes.append(f"Paper: the paper's numbers for {spec.model_label(spec.paper_model)} "
                      f"(model={spec.paper_model}), shown beside every student's runs.")
     if measured:
         notes.append(f"Measured only (not in the paper's table): {', '.join(measured)}.")
     return BuiltTable(spec, columns, lines, notes)
+
+
+def _loss(run: RunRecord) -> str:
+    """The loss a run trained with, from what it logged: the hierarchical loss logs one term per level."""
+    if "train/loss" not in run.metrics:
+        return ""
+    return ", hierarchical loss" if any(k.startswith("train/loss_") for k in run.metrics) else ", SFT loss"
 
 
 def _implementation_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> BuiltTable:
@@ -196,20 +245,25 @@ def _implementation_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -
                 first = selected[0].params
                 by_key = {c.column: c for c in cells}
                 name = first.get("adapters.name", "?")
-                by_key["adapter_dim"].text = "all weights" if name == "full_ft" else f"{first.get('adapters.r', '?')} ({name})"
+                by_key["adapter_dim"].text = ("all weights" if name == "full_ft" else
+                                              f"{first.get('adapters.r', '?')} ({name})") + _loss(selected[0])
                 by_key["learning_rate"].text = learning_rate(float(first["train.lr"])) if "train.lr" in first else "?"
                 for key, metric, scale in (("params_modified_pct", "params/trainable_pct", 1.0),
                                            ("training_hours", "train/time_s", 1 / 3600)):
                     values = [r.metrics[metric] * scale for r in selected if metric in r.metrics]
                     if values:
-                        by_key[key].ours = (mean_ci([np.array([v]) for v in values], n_boot=n_boot)
+                        # one value per seed: the interval is the seed level's alone
+                        by_key[key].ours = (mean_ci({str(i): {"run": v} for i, v in enumerate(values)},
+                                                    shared=False, n_boot=n_boot)
                                             if len(values) > 1 else Estimate(values[0], values[0], values[0]))
                 for c in cells:
                     c.runs = selected
             lines.append(Line(spec.model_label(model), model, row.row, _label(spec, row, model), cells))
     notes = [f"Sweep: `{spec.sweep}`; any finished run of row(s) "
              f"{sorted({t for r in spec.rows for t in _row_tags(r)})} in tables {spec.sources} that trained.",
-             "Ours: adapter dimension (param adapters.r), % trainable parameters (params/trainable_pct), "
+             "Ours: adapter dimension (param adapters.r as configured; auto: LoRA's budget-matched rank) and the "
+             "loss (hierarchical when the run logged per-level terms train/loss_<level>), "
+             "% trainable parameters (params/trainable_pct), "
              "learning rate (train.lr), measured training time (train/time_s; mean and 95% interval over seeds "
              "when there are several). Paper: 8x H100, bf16."]
     return BuiltTable(spec, columns, lines, notes)
