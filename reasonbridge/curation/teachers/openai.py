@@ -163,7 +163,7 @@ class OpenAITeacher:
                 wait_s = e.retry_after if e.retry_after is not None else self.backoff_s * 2 ** attempt
                 wait_s = min(wait_s, MAX_RETRY_AFTER_S)
                 # waiting is visible: what failed, which attempt, how long until the next
-                log.warning("teacher %s: attempt %d/%d failed (%s); retry %d/%d after %.1fs", self.endpoint,
+                log.warning("teacher %s: attempt %d/%d failed (%s); retry %d/%d after %.3gs", self.endpoint,
                             attempt + 1, self.max_retries + 1, last[:200], attempt + 1, self.max_retries, wait_s)
                 self.sleep(wait_s)
         raise TeacherError(f"teacher endpoint {self.endpoint} failed after {self.max_retries + 1} attempts: {last}. "
