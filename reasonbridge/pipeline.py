@@ -89,10 +89,10 @@ class Pipeline:
 def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineResult:
     """Run the pipeline inside one MLflow run and log what every stage produced (`run_file`: see
     `reasonbridge.tracking.lifecycle.run_tracked`)."""
+    pipeline = Pipeline(cfg)  # validates before any work or any MLflow run (and before MLflow's 2 s import)
     from reasonbridge.stages.outputs import log_stage_outputs
     from reasonbridge.tracking.lifecycle import run_tracked
 
-    pipeline = Pipeline(cfg)  # validates before any work or any MLflow run
     if not cfg.progress:
         import transformers
         transformers.utils.logging.disable_progress_bar()
