@@ -54,6 +54,9 @@ def run_tracked(cfg: DictConfig, execute: Callable[[], R], log_outputs: Callable
         if not preemption.preempted():
             try:
                 record_failure(logger, e)
+            except Exception as lost:  # never hide the run's own error behind this one
+                log.warning("could not record the error in MLflow run %s (%s)", logger.run_id, str(lost)[:200])
+            try:
                 logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
             except Exception as lost:  # the server went away too: report the run's own error, not this
                 if not unreachable(lost):
