@@ -11,12 +11,16 @@ kept here. tests/test_config_tree.py holds both rules.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from reasonbridge.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config root
 STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval", "diagnose")
@@ -374,8 +378,46 @@ def benchmark_option(name: str) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), OmegaConf.load(CONF_DIR / "benchmark" / f"{name}.yaml"))
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value that composes but cannot work; the message names the field."""
+
+
+# Names users bring from other tools, so a typo of them still finds the field (`lerning_rate` -> lr)
+FIELD_ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "rank": "r",
+                 "lora_r": "r", "lora_alpha": "alpha", "max_length": "max_seq_len", "seq_len": "max_seq_len"}
+
+
+def check_known_keys(node, path: str = "") -> None:
+    """Refuse a key the schema does not have, such as one added with Hydra's `+` (which Hydra's
+    own "not in struct" message suggests): it would be logged as a param and change nothing but
+    the cache key. Maps (`teacher.prices`, `tracking.tags`, ...) take any key."""
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            if isinstance(item, (DictConfig, ListConfig)):
+                check_known_keys(item, f"{path}[{i}]")
+        return
+    kind = OmegaConf.get_type(node)
+    known = [f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind) else None
+    for key in node.keys():
+        where = f"{path}.{key}" if path else str(key)
+        if known is not None and key not in known:
+            hint = _did_you_mean(str(key), known, path, node._get_node(key))
+            raise ConfigError(f"unknown config key {where}: {hint}")
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_missing() and not child._is_none():
+            check_known_keys(child, where)
+
+
+def _did_you_mean(key: str, known: list[str], path: str, value) -> str:
+    prefix = f"{path}." if path else ""
+    names = known + [a for a, target in FIELD_ALIASES.items() if target in known]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        name = close[0] if close[0] in known else FIELD_ALIASES[close[0]]
+        shown = value._value() if not isinstance(value, (DictConfig, ListConfig)) else "..."
+        return (f"did you mean {prefix}{name}? Type {prefix}{name}={shown} (a `+` adds a new key; "
+                "it does not set an existing one)")
+    return f"{path or 'the config'} has no such field; its fields are {', '.join(known)}"
 
 
 # Fields whose value names an option of a config group: it must be one of the group's files.
@@ -403,6 +445,8 @@ MIN_TINY_VOCAB = 2325  # 2,000 number tokens + the byte alphabet + specials + so
 
 
 def validate(cfg: DictConfig) -> None:
+    check_known_keys(cfg)
+
     def fail(key: str, msg: str) -> None:
         raise ConfigError(f"invalid config value {key}={OmegaConf.select(cfg, key)!r}: {msg}")
 

@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from reasonbridge.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """Bad input data; the message starts with `file:line`."""
 
 
@@ -27,7 +29,7 @@ def jsonl_objects(path: str | Path, lines: Iterable[str]) -> Iterator[tuple[int,
 def iter_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]:
     path = Path(path)
     required = tuple(required)
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # -sig: a byte-order mark (a common export) is read, not refused
         for lineno, row in jsonl_objects(path, f):
             for name in required:
                 if name not in row:

@@ -16,7 +16,8 @@ from omegaconf import DictConfig
 
 from reasonbridge.cache import StageResult
 from reasonbridge.config import STOP_ALIASES, validate
-from reasonbridge.stages import attempts, benchmark, data, diagnose, pool, student, traces, train
+from reasonbridge.errors import Interrupted
+from reasonbridge.stages import attempts, benchmark, checks, data, diagnose, pool, student, traces, train
 from reasonbridge.stages import eval as eval_stage  # `eval`, the stage's name, is a builtin
 from reasonbridge.stages.context import VERSIONS, PipelineResult, RunContext, student_path
 
@@ -27,6 +28,7 @@ class Pipeline:
     def __init__(self, cfg: DictConfig):
         validate(cfg)
         benchmark.check_before_work(cfg)
+        checks.before_work(cfg)  # files, model folders, the teacher's key, price and endpoint
         self.cfg = cfg
         self.ctx = RunContext(cfg)
 
@@ -87,12 +89,19 @@ class Pipeline:
 def run_experiment(cfg: DictConfig, run_file: Path | None = None) -> PipelineResult:
     """Run the pipeline inside one MLflow run and log what every stage produced (`run_file`: see
     `reasonbridge.tracking.lifecycle.run_tracked`)."""
+    pipeline = Pipeline(cfg)  # validates before any work or any MLflow run (and before MLflow's 2 s import)
     from reasonbridge.stages.outputs import log_stage_outputs
     from reasonbridge.tracking.lifecycle import run_tracked
 
-    pipeline = Pipeline(cfg)  # validates before any work or any MLflow run
     if not cfg.progress:
         import transformers
         transformers.utils.logging.disable_progress_bar()
-    return run_tracked(cfg, pipeline.run, lambda logger, result: log_stage_outputs(logger, cfg, result),
+
+    def execute() -> PipelineResult:
+        try:
+            return pipeline.run()
+        except KeyboardInterrupt:  # Ctrl-C: say what finished (the stage cache keeps it)
+            raise Interrupted(list(pipeline.result.stages), cfg.paths.cache_dir) from None
+
+    return run_tracked(cfg, execute, lambda logger, result: log_stage_outputs(logger, cfg, result),
                        run_file=run_file)

@@ -86,7 +86,8 @@ def gsm8k_gold(answer: str) -> str:
 
 # -- reading files -------------------------------------------------------------------------
 def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+    """A text file, a byte-order mark (common in exports) read as nothing."""
+    return gzip.open(path, "rt", encoding="utf-8-sig") if path.suffix == ".gz" else path.open(encoding="utf-8-sig")
 
 
 def _rows(path: Path) -> Iterator[tuple[str, dict]]:
@@ -106,7 +107,7 @@ def _rows(path: Path) -> Iterator[tuple[str, dict]]:
                 yield f"{path}:{lineno}", row
     elif suffixes == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
         rows = data.get("examples") if isinstance(data, dict) else data
@@ -117,7 +118,7 @@ def _rows(path: Path) -> Iterator[tuple[str, dict]]:
                 raise DataError(f"{path}: row {i}: expected a JSON object, got {type(row).__name__}")
             yield f"{path}: row {i}", row
     elif suffixes == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
             for row in reader:
                 if None in row:  # more cells than header columns

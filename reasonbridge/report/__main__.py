@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     filled = sum(1 for t in summary.tables for line in t.lines for c in line.cells if c.runs)
     print(f"report: {summary.runs} runs from {summary.uri} -> {len(summary.tables)} tables "
           f"({filled} cells from runs) in {summary.seconds:.1f}s; open {args.out / 'README.md'}")
+    print(f"report: {summary.count.line()}")  # what it counted, and why the rest were left out
     return 0
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from reasonbridge.report.accounting import RunCount, count_runs
 from reasonbridge.report.interventions import intervention_lines
 from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
 from reasonbridge.report.runs import fetch_runs, load_predictions
@@ -26,6 +27,7 @@ class ReportSummary:
     tables: list[BuiltTable]
     files: list[Path]
     seconds: float
+    count: RunCount = field(default_factory=RunCount)  # runs read, used, and why the rest were left out
 
 
 def configured_uri() -> str | None:
@@ -61,4 +63,6 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
                 md.write_text(md.read_text() + "\n".join(extra) + "\n")
     write_index(built, figures, out_dir, uri, len(runs))
     files += figures + [out_dir / "README.md"]
-    return ReportSummary(uri, len(runs), built, files, time.perf_counter() - start)
+    used = {r.run_id for t in built for line in t.lines for c in line.cells for r in c.runs}
+    return ReportSummary(uri, len(runs), built, files, time.perf_counter() - start,
+                         count_runs(client, specs, runs, used))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reasonbridge.cache import StageResult, write_json_atomic
-from reasonbridge.io import read_jsonl, write_jsonl
+from reasonbridge.io import DataError, read_jsonl, write_jsonl
 from reasonbridge.stages.context import RunContext, config_slice
 
 
@@ -50,7 +50,9 @@ def pool(ctx: RunContext, benches: dict[str, StageResult]) -> StageResult:
             p["domain"] = p.get("domain") or classify_domain(p["problem"])
             p.setdefault("domain_name", DOMAINS.get(p["domain"], p["domain"]))
         if not problems:
-            raise ValueError(f"the pool is empty after cleaning (counts: {counts})")
+            source = f"pool.paths={list(cfg.pool.paths)}" if cfg.pool.name == "jsonl" else f"pool.size={cfg.pool.size}"
+            raise DataError(f"{source}: no problem is left after removing duplicates and benchmark overlaps "
+                            f"(counts: {counts}); give problems that are not the benchmark's own")
         write_jsonl(out / "problems.jsonl", problems)
         write_json_atomic(out / "pool.json", counts)
     return ctx.stage("pool", config, benches, compute)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reasonbridge import preemption
 from reasonbridge.cache import write_json_atomic
+from reasonbridge.errors import one_line
 from reasonbridge.tracking.mlflow_run import (RunLogger, TrackingUnavailable, flatten, preempted_run,
                                               resolve_tracking_uri, unreachable)
 
@@ -52,6 +53,10 @@ def run_tracked(cfg: DictConfig, execute: Callable[[], R], log_outputs: Callable
     except BaseException as e:
         if not preemption.preempted():
             try:
+                record_failure(logger, e)
+            except Exception as lost:  # never hide the run's own error behind this one
+                log.warning("could not record the error in MLflow run %s (%s)", logger.run_id, str(lost)[:200])
+            try:
                 logger.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
             except Exception as lost:  # the server went away too: report the run's own error, not this
                 if not unreachable(lost):
@@ -80,3 +85,17 @@ def run_tracked(cfg: DictConfig, execute: Callable[[], R], log_outputs: Callable
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long a run waits for the server to come back") from e
     log.info("MLflow run %s (experiment %r) at %s", logger.run_id, t.experiment, logger.uri)
     return result
+
+
+def record_failure(logger: RunLogger, error: BaseException) -> None:
+    """Why the run stopped, in MLflow: tags `error` (one line) and `error_type`, and the run's log
+    (the file the logging setup writes, Hydra's `<job>.log`) as the artifact `logs/<file>`."""
+    message = one_line(error)
+    logger.set_tags({"error": message[:5000], "error_type": type(error).__name__})
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_file():
+            # the error goes into the log file only: the console gets it once, from run.py
+            handler.emit(logging.LogRecord("reasonbridge", logging.ERROR, __file__, 0, "run stopped: %s",
+                                           (message,), None))
+            handler.flush()
+            logger.log_artifact(handler.baseFilename, "logs")

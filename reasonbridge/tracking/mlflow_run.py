@@ -18,10 +18,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from reasonbridge.errors import ServiceUnavailable
+
 PARAM_BATCH, METRIC_BATCH = 100, 1000
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(ServiceUnavailable):
     """The MLflow tracking server could not be reached (after MLflow's retries)."""
 
 

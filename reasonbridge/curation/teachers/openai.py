@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -20,14 +22,18 @@ import urllib.request
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable
 
+from reasonbridge.config import ConfigError
 from reasonbridge.curation.teacher_cache import Budget, provenance
 from reasonbridge.curation.teachers import teacher_messages
+from reasonbridge.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 300.0
 PROMPT_OVERHEAD_TOKENS = 64  # chat-template tokens around the messages, for the worst-case cost
 
 
-class TeacherError(RuntimeError):
+class TeacherError(ServiceUnavailable):
     """The endpoint refused a query for good (e.g. HTTP 401/404) or kept failing after retries."""
 
 
@@ -48,6 +54,30 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+def price_problem(model: str, prices: dict | None, max_cost_usd: float | None) -> str | None:
+    """What is wrong with the price of ``model`` for this cost cap, and how to go on; None: nothing."""
+    price = (prices or {}).get(model)
+    if price is not None and len(price) != 2:
+        return (f"invalid config value teacher.prices.{model}={list(price)}: expected [input, output] "
+                "USD per 1M tokens")
+    if max_cost_usd is not None and price is None:
+        # a name Hydra can take as a key on the command line; others go in a YAML file's prices
+        add = (f"+teacher.prices.{model}=[IN,OUT]" if re.fullmatch(r"[A-Za-z0-9_-]+", model)
+               else f"{model!r}: [IN, OUT] under teacher.prices in a conf/teacher/ file")
+        return (f"teacher.max_cost_usd={max_cost_usd} is set but teacher.prices has no entry for model {model!r}, "
+                f"so the cap cannot be enforced: add its price ({add}, USD per 1M tokens) or, for a local "
+                "server that costs nothing, lift the cap with teacher.max_cost_usd=null")
+    return None
+
+
+def key_problem(api_key_env: str | None) -> str | None:
+    """What is wrong with the API key's variable; None: it is set (or no key is used)."""
+    if api_key_env and not os.environ.get(api_key_env):
+        return (f"teacher.api_key_env={api_key_env}: the environment variable {api_key_env} is not set; "
+                f"export {api_key_env}=<your key>, or teacher.api_key_env=null for a server that needs no key")
+    return None
+
+
 class OpenAITeacher:
     name = "openai"
 
@@ -61,16 +91,10 @@ class OpenAITeacher:
         self.max_retries, self.backoff_s = max_retries, backoff_s
         self.system_prompt, self.seed = system_prompt, seed
         self.price = (prices or {}).get(model)
-        if self.price is not None and len(self.price) != 2:
-            raise ValueError(f"teacher.prices[{model!r}] must be [input, output] USD per 1M tokens")
-        if max_cost_usd is not None and self.price is None:
-            raise ValueError(f"teacher.max_cost_usd is set but teacher.prices has no entry for model {model!r}: "
-                             "without a price the cost cap cannot be enforced")
-        self._api_key = None
-        if api_key_env:
-            self._api_key = os.environ.get(api_key_env)
-            if not self._api_key:
-                raise ValueError(f"teacher.api_key_env names {api_key_env!r}, which is not set in the environment")
+        problem = price_problem(model, prices, max_cost_usd) or key_problem(api_key_env)
+        if problem:
+            raise ConfigError(problem)
+        self._api_key = os.environ.get(api_key_env) if api_key_env else None
         self.endpoint = f"{self.base_url}/chat/completions"
         self.identity = {"name": self.name, "base_url": self.base_url, "model": model,
                          "system_prompt": system_prompt}
@@ -137,8 +161,14 @@ class OpenAITeacher:
                 if attempt == self.max_retries:
                     break
                 wait_s = e.retry_after if e.retry_after is not None else self.backoff_s * 2 ** attempt
-                self.sleep(min(wait_s, MAX_RETRY_AFTER_S))
-        raise TeacherError(f"teacher endpoint {self.endpoint} failed after {self.max_retries + 1} attempts: {last}")
+                wait_s = min(wait_s, MAX_RETRY_AFTER_S)
+                # waiting is visible: what failed, which attempt, how long until the next
+                log.warning("teacher %s: attempt %d/%d failed (%s); retry %d/%d after %.3gs", self.endpoint,
+                            attempt + 1, self.max_retries + 1, last[:200], attempt + 1, self.max_retries, wait_s)
+                self.sleep(wait_s)
+        raise TeacherError(f"teacher endpoint {self.endpoint} failed after {self.max_retries + 1} attempts: {last}. "
+                           "Answers received so far are kept in the teacher cache; run the same command again once "
+                           "the endpoint answers (teacher.max_retries and teacher.backoff_s set how long to wait)")
 
     def _one(self, key: str, prompt: str, emit: Callable, budget: Budget) -> None:
         messages = json.loads(prompt)
