@@ -84,7 +84,7 @@ def evaluate_jointly(ctx: RunContext, student: StageResult, trained: StageResult
 
 
 def evaluate_benchmark(ctx: RunContext, student: StageResult, trained: StageResult | None, bench: StageResult,
-             bcfg=None, label: str | None = None) -> StageResult:
+             bcfg=None, stage_label: str | None = None) -> StageResult:
     cfg = ctx.cfg
     bcfg = bcfg if bcfg is not None else cfg.benchmark
     if bcfg.name == "lm_eval":
@@ -107,7 +107,7 @@ def evaluate_benchmark(ctx: RunContext, student: StageResult, trained: StageResu
         (out / "predictions").mkdir()
         write_jsonl(out / "predictions" / f"{label}.jsonl", predictions)
         write_json_atomic(out / "metrics.json", metrics)
-    result = ctx.stage("eval", spec["config"], spec["upstream"], compute, label=label or ctx.label("eval", bcfg))
+    result = ctx.stage("eval", spec["config"], spec["upstream"], compute, label=stage_label or ctx.label("eval", bcfg))
     partial.unlink(missing_ok=True)
     return result
 
@@ -129,7 +129,7 @@ def intervention_effect(ctx: RunContext, student: StageResult, trained: StageRes
     ctx.cfg = plain
     try:
         base = evaluate_benchmark(ctx, student, trained, bench, bcfg,
-                                  label=ctx.label("eval", bcfg) + "/without_interventions")
+                                  stage_label=ctx.label("eval", bcfg) + "/without_interventions")
     finally:
         ctx.cfg = cfg
     label = benchmark_label(bcfg)
