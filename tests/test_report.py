@@ -212,7 +212,7 @@ def test_table3_from_training_runs(store, store_uri, tmp_path):
     out = tmp_path / "reports"
     build_report(out, tracking_uri=store_uri, n_boot=200, tables=["table3"])
     t3 = cells(out, "table3")
-    assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full)"
+    assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full), hierarchical loss"
     assert t3[("tiny", "reasonbridge_no_gii", "learning_rate")]["text"] == "5e-3"
     assert float(t3[("tiny", "reasonbridge_no_gii", "params_modified_pct")]["ours"]) == pytest.approx(1.25)
     hours = t3[("tiny", "reasonbridge_no_gii", "training_hours")]
@@ -281,7 +281,7 @@ def test_report_from_micro_runs(micro_cfg, mlflow_uri, tmp_path):
     t3 = cells(out, "table3")
     trained = t3[("tiny", "reasonbridge_no_gii", "training_hours")]
     assert trained["run_ids"] == results["reasonbridge_no_gii"].run_id and float(trained["ours"]) > 0
-    assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full)"
+    assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full), hierarchical loss"
     assert 0 < float(t3[("tiny", "reasonbridge_no_gii", "params_modified_pct")]["ours"]) < 100
     assert results["base"].run_id in (out / "README.md").read_text()
 
