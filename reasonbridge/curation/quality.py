@@ -31,15 +31,23 @@ from fractions import Fraction
 
 from reasonbridge.answers import normalize_answer
 
-# What a reasoner writes when it takes something back or re-examines it; matched case-insensitively
-# at a word start. The organism's intervention phrases (inference.phrases, inference.cite) are among them.
-CORRECTION_CUES = (
-    "wait", "actually", "alternatively", "let me think further", "right?", "is that right", "let me double-check",
-    "let me double check", "no,", "hmm", "oops", "mistake", "that's wrong", "that is wrong", "that's not right",
-    "not right", "correction", "let me recompute", "let me recalculate", "let me recheck", "let me re-check",
-    "let me check again", "let me redo", "on second thought", "i made an error", "scratch that",
-)
-_CUE = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(c) for c in CORRECTION_CUES) + r")", re.IGNORECASE)
+# What a reasoner writes when it takes something back (a retraction: the right value may follow
+# alone) or re-examines it (a doubt: the right value must come with its calculation, or the wrong one
+# be denied, "is 10, not 11"); matched case-insensitively at a word start. The organism's
+# intervention phrases (inference.phrases, inference.cite) are among the doubts.
+RETRACTION_CUES = ("actually", "no,", "oops", "mistake", "that's wrong", "that is wrong", "that's not right",
+                   "not right", "correction", "i made an error", "scratch that", "on second thought", "incorrect")
+DOUBT_CUES = ("wait", "alternatively", "let me think further", "right?", "is that right", "let me double-check",
+              "let me double check", "hmm", "let me recompute", "let me recalculate", "let me recheck",
+              "let me re-check", "let me check again", "let me redo", "let me verify")
+CORRECTION_CUES = DOUBT_CUES + RETRACTION_CUES
+
+
+def _cue_pattern(cues) -> re.Pattern:
+    return re.compile(r"(?<![\w])(?:" + "|".join(re.escape(c) for c in cues) + r")", re.IGNORECASE)
+
+
+_CUE, _RETRACTION = _cue_pattern(CORRECTION_CUES), _cue_pattern(RETRACTION_CUES)
 # how far after a cue the corrected value may be written
 CORRECTION_WINDOW = 400
 
@@ -51,7 +59,7 @@ REASONS = ("truncated", "missing_answer", "multiple_answers", "contradictory_ans
 # -- the text as the checks read it --------------------------------------------------------
 _FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
-_URL = re.compile(r"https?://\S+")
+_URL = re.compile(r"https?://[^\s)\]>]+")
 _RULE = re.compile(r"^[ \t|:*_-]*(?:-{3,}|\*{3,}|_{3,})[ \t|:*_-]*$", re.MULTILINE)  # --- *** |---|:--:|
 _BOLD = re.compile(r"\*\*|__")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=[A-Za-z])([^*\n]+?)(?<=\S)\*(?![\w*])")
@@ -197,17 +205,28 @@ def calculations(text: str) -> list[Calculation]:
 _RESULT_OF = r"(?:=|≈|\bis\b|\bbe\b|\bequals?\b|\bgives?\b|\bget\b|\bgot\b|'s\b|:)\s*(-?\s?{num})(?![\d.]*\d)"
 
 
+def _written(number: str) -> tuple[Fraction, int]:
+    number = number.replace(" ", "")
+    return Fraction(number), len(number.split(".")[1]) if "." in number else 0
+
+
 def _takes_back(view: str, calc: Calculation) -> bool:
-    """A correction cue after ``calc`` followed, within ``CORRECTION_WINDOW``, by its right value
-    written as a result ("Wait, 7 + 3 is 10, not 11")."""
+    """Whether a correction cue after ``calc`` is followed, within ``CORRECTION_WINDOW``, by its
+    right value: after a retraction ("Actually, it's 48") the value written as a result; after a
+    doubt ("Wait", "Let me double-check") the calculation restated with it ("12 * 4 is 48") or the
+    wrong value denied ("48, not 46")."""
+    wrong = re.escape(str(calc.result) if calc.result.denominator == 1 else format(float(calc.result), "g"))
     for cue in _CUE.finditer(view, calc.end):
         window = view[cue.end():cue.end() + CORRECTION_WINDOW]
+        if re.search(rf"\bnot\s+(?:\$\s*)?{wrong}(?![\d.]*\d)", window):
+            return True
         for m in re.finditer(_RESULT_OF.format(num=_NUM), window):
-            written = m.group(1).replace(" ", "")
-            decimals = len(written.split(".")[1]) if "." in written else 0
-            if result_matches(calc.value, Fraction(written), decimals, calc.approx):
+            value, decimals = _written(m.group(1))
+            if not result_matches(calc.value, value, decimals, calc.approx):
+                continue
+            stated = re.sub(r"\s+", "", _arithmetic_view(window[max(0, m.start() - 60):m.start()]))
+            if _RETRACTION.fullmatch(cue.group()) or stated.endswith(calc.lhs):
                 return True
-        return False  # only the first cue after the slip: a later one is about something else
     return False
 
 
@@ -245,7 +264,6 @@ def operation_holds(a: str, op: str, b: str, c: str) -> bool:
 # -- format --------------------------------------------------------------------------------
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _ENUMERATOR = re.compile(r"(?:^|(?<=\s))(?:\d{1,2}|[a-h])\)(?=[ \t]+[A-Za-z])", re.MULTILINE)  # "1) find", "b) the"
-_CURRENCY = re.compile(r"(?<![\\$\w])\$(?=\d)(\d[\d,]*(?:\.\d+)?)(?![\d$^_{\\])(?!\s*[-+*/=<>^])")
 _DOUBLE_OP = re.compile(r"([-+*/=])\s*([-+*/=])")
 _UNARY_NEXT = re.compile(r"\s?[\d\w(\\.$]")
 _DANGLING = re.compile(r"[-+*/]\s*$|=\s*(?:$|[,.;)])|\(\s*\)", re.MULTILINE)
@@ -265,8 +283,24 @@ def _balanced(prose: str) -> bool:
         return False
     if len(re.findall(r"\\left\b", prose)) != len(re.findall(r"\\right\b", prose)):
         return False
-    dollars = _CURRENCY.sub(r"\1", prose.replace("\\$", ""))
-    return dollars.count("$$") % 2 == 0 and dollars.replace("$$", "").count("$") % 2 == 0
+    dollars = prose.replace("\\$", "")
+    return dollars.count("$$") % 2 == 0 and _math_dollars(dollars.replace("$$", "")) % 2 == 0
+
+
+def _math_dollars(text: str) -> int:
+    """The ``$`` of inline math in ``text``, currency signs left out: a ``$`` before a number
+    (not a variable: ``$2x``) whose line has no later ``$`` closing a span (one right after a
+    non-space: ``$5 + 3 = 8$`` is math, ``$4 = $48`` and ``costs $5.`` are money)."""
+    count = 0
+    for line in text.split("\n"):
+        for m in re.finditer(r"\$", line):
+            number = re.match(r"\d[\d,]*(?:\.\d+)?(?![A-Za-z\d])", line[m.end():])
+            if number:
+                later = line.find("$", m.end())
+                if later < 0 or line[later - 1].isspace():
+                    continue  # currency
+            count += 1
+    return count
 
 
 def _broken(prose: str) -> bool:
@@ -321,11 +355,21 @@ def same_answer(a: str, b: str) -> bool:
     if re.fullmatch(r"-?\d+", na) and re.fullmatch(r"-?\d+", nb):
         return False  # two different integers: nothing for math-verify to add
     try:
+        import logging
+        import threading
+
         from math_verify import parse, verify
-        gold = parse(f"${b}$", parsing_timeout=None)
-        pred = parse(f"\\boxed{{{a}}}", parsing_timeout=None)
-        return bool(gold and pred and verify(gold, pred, timeout_seconds=None))
-    except Exception:  # an expression math-verify cannot read is not equal
+        # math-verify's timeouts are SIGALRM, which only the main thread can set
+        timeout = 5 if threading.current_thread() is threading.main_thread() else None
+        quiet = logging.getLogger("math_verify")
+        level, quiet.level = quiet.level, logging.ERROR  # its "timeout is disabled" warning
+        try:
+            gold = parse(f"${b}$", parsing_timeout=timeout)
+            pred = parse(f"\\boxed{{{a}}}", parsing_timeout=timeout)
+            return bool(gold and pred and verify(gold, pred, timeout_seconds=timeout))
+        finally:
+            quiet.level = level
+    except Exception:  # an expression math-verify cannot read (or a timeout) is not equal
         return False
 
 
