@@ -7,8 +7,6 @@ told why, and the run says so (log and tag ``decontamination/<label>``) instead 
 """
 from __future__ import annotations
 
-import logging
-
 
 def _leaf_tasks(tasks: dict) -> list:
     """The tasks of a `get_task_dict` result, groups flattened."""
@@ -24,7 +22,6 @@ def task_problems(task: str, include_path: str | None = None) -> tuple[list[dict
     only the first ``benchmark.size``: a pool must not contain any of them."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    logging.getLogger("lm-eval").setLevel(logging.ERROR)  # its per-task loading chatter
     manager = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
     if manager is None or task not in manager.all_tasks:
         manager = TaskManager(include_path=include_path)  # lm-eval's ~200 task folders: a few seconds
