@@ -161,3 +161,30 @@ def test_pool_is_decontaminated_against_an_lm_eval_task(micro_cfg, mlflow_uri, t
     run = MlflowClient(mlflow_uri).get_run(result.run_id)
     assert run.data.tags["decontamination/lm_eval/farm_missing"].startswith("unavailable: its documents did not load")
     assert run.data.metrics["data/pool"] == 2.0
+
+
+@pytest.mark.slow
+def test_smollm2_as_a_local_teacher_is_kept_or_rejected_for_the_right_reason(smollm_folder, tmp_path):
+    """A real model's traces (SmolLM2-135M-Instruct, teacher=hf_local) on the fixtures' problems: a
+    trace cut off by its token budget is `truncated`, one whose answer is wrong is rejected, and a
+    kept one has the gold answer."""
+    from reasonbridge.answers import extract_boxed
+    from reasonbridge.curation.quality import answer_region, same_answer
+    from reasonbridge.curation.teacher_cache import Budget, TeacherCache, collect_traces
+    from reasonbridge.curation.teachers.hf_local import HFLocalTeacher
+    problems = list({t["problem"]: {"id": t["name"], "problem": t["problem"], "answer": t["gold"], "domain": "97"}
+                     for t in GOOD}.values())
+    teacher = HFLocalTeacher(str(smollm_folder), max_tokens=192, batch_size=len(problems))
+    traces, _ = collect_traces(teacher, problems, TeacherCache(tmp_path, teacher.identity), Budget(None, None))
+    verdicts = {}
+    for t in traces:
+        reasons = quality_reasons(t)
+        assert set(reasons) <= set(REASONS)
+        assert ("truncated" in reasons) == (t.get("finish_reason") == "length"), (reasons, t["text"])
+        final = extract_boxed(answer_region(t["text"]))
+        correct = final is not None and same_answer(final, t["gold"])
+        if not correct:
+            assert reasons, t["text"]
+        verdicts[t["problem_id"]] = reasons or "kept"
+    print(verdicts)  # what a real small model's traces look like to the filter (pytest -s)
+    assert len(traces) == len(problems) >= 8
