@@ -48,6 +48,19 @@ def test_calculations_read_real_arithmetic():
                  "```\nn // 2 = 3\n```", "`10 ** 2 = 7`", "3:30 + 1 = 4:30"):
         assert calculations(text) == [], text
     assert not result_matches(10, 11, 0) and result_matches(7, 7, 0)
+    assert read("((3 + 4) * 2 = 15") == [("(3+4)*2", 15, False)]  # a bracket opened before it is left out
+
+
+@pytest.mark.parametrize("text, reasons", [
+    ("So the answer is 12 * 4 + 2 = 50.\n\\boxed{50}", []),  # a calculation after "the answer is", not an answer
+    ("The answer is **48**.\n\\boxed{50}", ["contradictory_answer"]),
+    ("total += n for each n, and 3 + 4 = 7. \\boxed{7}", []),  # augmented assignment written in prose
+    ("11 - = 8, \\boxed{8}", ["broken_expression"]),
+    ("It costs $5 + $3 = $8, so $8. \\boxed{8}", []),
+    ("Then $2x = 8$ and $x = 4. \\boxed{4}", ["unbalanced_brackets"]),
+])
+def test_answers_and_format_in_prose(text, reasons):
+    assert quality_reasons({"text": text, "gold": text.split("boxed{")[1].split("}")[0]}) == reasons
 
 
 def test_a_slip_taken_back_is_a_self_correction_and_one_carried_through_an_error():

@@ -186,10 +186,10 @@ def calculations(text: str) -> list[Calculation]:
             continue  # closes a bracket opened before: "f(2 + 3) = 10"
         if _CONTINUES.match(view, m.end()) or _REMAINDER.match(view, m.end()):
             continue
-        expr = lhs.lstrip("( ") if lhs.count("(") > lhs.count(")") else lhs
-        while expr.count("(") > expr.count(")"):
-            expr = expr.replace("(", "", 1)
-        value = _evaluate(expr)
+        expr, excess = lhs, lhs.count("(") - lhs.count(")")
+        while excess > 0 and expr.lstrip().startswith("("):  # opened before the calculation: "(3 + 4 = 7)"
+            expr, excess = expr.lstrip()[1:], excess - 1
+        value = _evaluate(expr) if excess == 0 else None
         if value is None:
             continue
         result = Fraction(num) / (Fraction(den) if den else 1)
@@ -308,7 +308,7 @@ def _broken(prose: str) -> bool:
     and ``==`` aside), an operator ending a line, ``=`` with nothing after it, ``()``."""
     for m in _DOUBLE_OP.finditer(prose):
         first, second = m.groups()
-        if first + second in ("**", "//", "--", "=="):
+        if m.group() in ("**", "//", "--", "==", "+=", "-=", "*=", "/="):  # code and markdown, written adjacent
             continue
         if second in "-+" and _UNARY_NEXT.match(prose, m.end()):
             continue
@@ -319,8 +319,8 @@ def _broken(prose: str) -> bool:
 # -- answers -------------------------------------------------------------------------------
 _THINK_OPEN, _THINK_CLOSE = re.compile(r"<think>", re.I), re.compile(r"</think>", re.I)
 _BOXED_AT = re.compile(r"\\boxed\s*\{")
-_STATED = re.compile(r"(?:final answer|the answer)\s*(?:is|:)?\s*[:=]?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)(?![\d.]*\d)",
-                     re.IGNORECASE)
+_STATED = re.compile(r"(?:final answer|the answer)\s*(?:is|:)?\s*[:=]?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)(?![\d.]*\d)"
+                     r"(?!\s*(?:[-+*/×·=^]|\\))", re.IGNORECASE)  # a number, not the start of a calculation
 
 
 def answer_region(text: str) -> str:
@@ -374,7 +374,7 @@ def same_answer(a: str, b: str) -> bool:
 
 
 def _answer_reasons(text: str, gold) -> tuple[list[str], str | None]:
-    region = answer_region(text)
+    region = _prose(answer_region(text))
     boxes = _boxes(region)
     if not boxes:
         return ["missing_answer"], None
