@@ -168,8 +168,25 @@ class DataConfig:
     references: list[ReferenceConfig] = field(default_factory=lambda: [
         ReferenceConfig(name="student", source="student"),
     ])
-    reference_max_new_tokens: int = 32
+    # new tokens of a reference's attempt; null: REFERENCE_MAX_NEW_TOKENS by what the reference is
+    # (`reference_max_new_tokens`). The organism's references answer in a few words; a real model
+    # thinks first, and cut off at 32 tokens it solves nothing, so the filter would drop nothing.
+    reference_max_new_tokens: Optional[int] = None
     reference_batch_size: int = 64
+
+
+# The per-reference default of data.reference_max_new_tokens: a tiny model (the organism's student
+# or a `source: tiny` reference) answers at once; a real pretrained one (`source: pretrained`, or the
+# student when model.source is not tiny) gets a reasoning model's budget, as open-r1 and s1 give.
+REFERENCE_MAX_NEW_TOKENS = {"tiny": 32, "pretrained": 4096}
+
+
+def reference_max_new_tokens(cfg, ref) -> int:
+    """New tokens for reference ``ref``'s attempts: data.reference_max_new_tokens, else the default by kind."""
+    if cfg.data.reference_max_new_tokens is not None:
+        return int(cfg.data.reference_max_new_tokens)
+    tiny = ref.source == "tiny" or (ref.source == "student" and cfg.model.source == "tiny")
+    return REFERENCE_MAX_NEW_TOKENS["tiny" if tiny else "pretrained"]
 
 
 @dataclass
@@ -311,6 +328,7 @@ class BenchmarkConfig:
     # as the harness's user, instead of refusing to start (docs/safety.md); recorded per verdict
     unsafe_unsandboxed_code: bool = False
     task: Optional[str] = None  # lm_eval: the lm-eval task name (reasonbridge_<benchmark>: a local one)
+    include_path: Optional[str] = None  # lm_eval: a folder of task YAMLs, as `lm_eval --include_path`
     num_fewshot: Optional[int] = None  # lm_eval: null = the task's default
 
 
@@ -490,7 +508,9 @@ def validate(cfg: DictConfig) -> None:
     positive = ["pool.size", "train.lr", "train.epochs", "train.batch_size",
                 "train.grad_accum", "train.max_seq_len", "inference.max_new_tokens",
                 "inference.batch_size", "pool.max_operand", "adapters.match_r", "pool.decontam_ngram",
-                "data.reference_max_new_tokens", "data.reference_batch_size"]
+                "data.reference_batch_size"]
+    if cfg.data.reference_max_new_tokens is not None:
+        positive.append("data.reference_max_new_tokens")
     for key in positive:
         if not OmegaConf.select(cfg, key) > 0:
             fail(key, "must be > 0")

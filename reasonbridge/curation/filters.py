@@ -1,6 +1,6 @@
 """The three Reason1K filters (paper §3.1): quality, difficulty, diversity.
 
-- quality: rule checks on a trace's text, each rejection with its reasons;
+- quality: rule checks on a trace's text, each rejection with its reasons (`quality.py`);
 - difficulty: keep the problems that every reference model fails (attempts come from the
   pipeline's cached `attempts` stage, judged by the project's answer checker);
 - diversity: s1's sampling, made repeatable: draw a domain uniformly among those with problems
@@ -12,127 +12,11 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
-from fractions import Fraction
 
-from reasonbridge.answers import extract_all_boxed, normalize_answer
+# quality lives in quality.py; its names stay importable from here
+from reasonbridge.curation.quality import (CORRECTION_CUES, REASONS, operation_holds, quality_filter,  # noqa: F401
+                                           quality_reasons, uncorrected_errors, written_operations)
 from reasonbridge.problems import DEFAULT_DOMAIN, MSC_CODES
-
-# -- quality -------------------------------------------------------------------------------
-_PAIRS = {")": "(", "]": "[", "}": "{"}
-_EQUATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([-+*/×÷])\s*(\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)(?![\w.])")
-_BROKEN = re.compile(r"[-+*/×÷=]\s*[-+*/×÷=](?!=)|[-+*/×÷]\s*$|=\s*(?:$|[,.;)]|\n)|\(\s*\)", re.MULTILINE)
-_STATEMENT = re.compile(r"(?:^|\.\s+)So (\S.{0,60}?) is (-?\d+)\.?\s*$", re.MULTILINE)
-_LABELLED_RESULT = re.compile(r"=\s*(-?\d+)\s*\((.{1,60})\)\s*$", re.MULTILINE)
-_VARIABLE = re.compile(r"(?<![A-Za-z\\])([a-z])\s*(?==|\+|-(?!\d)|\*)|(?<=\d)([a-z])(?![A-Za-z])")
-
-
-def _balanced(text: str) -> bool:
-    stack = []
-    text_ = re.sub(r"\\[{}()\[\]]", "", text)  # escaped delimiters are literal characters
-    text_ = re.sub(r"(?:^|(?<=\s))(?:\d{1,2}|[a-h])\)(?=[ \t]+[A-Za-z])", "", text_)  # list enumerators: "1) find ..."
-    for ch in text_:
-        if ch in "([{":
-            stack.append(ch)
-        elif ch in _PAIRS:
-            if not stack or stack.pop() != _PAIRS[ch]:
-                return False
-    if stack:
-        return False
-    if len(re.findall(r"\\left\b", text)) != len(re.findall(r"\\right\b", text)):
-        return False
-    return text.replace("\\$", "").count("$") % 2 == 0
-
-
-def _evaluate(a: str, op: str, b: str) -> Fraction | None:
-    x, y = Fraction(a), Fraction(b)
-    if op in "+":
-        return x + y
-    if op == "-":
-        return x - y
-    if op in "*×":
-        return x * y
-    return None if y == 0 else x / y
-
-
-def written_operations(text: str) -> list[tuple[str, str, str, str]]:
-    """Every single operation ``a op b = c`` written in `text`, as strings (a, op, b, c)."""
-    return _EQUATION.findall(text)
-
-
-def operation_holds(a: str, op: str, b: str, c: str) -> bool:
-    value = _evaluate(a, op, b)
-    return value is not None and value == Fraction(c)
-
-
-def uncorrected_errors(text: str) -> list[tuple[str, str, str, str]]:
-    """False operations that the text never writes again with the right value: a slip the reasoner
-    corrected later (``7 + 3 = 11 ... Wait ... 7 + 3 = 10``) is a self-correction, not an error."""
-    ops = [(m.start(), m.groups()) for m in _EQUATION.finditer(text)]
-    errors = []
-    for i, (_, (a, op, b, c)) in enumerate(ops):
-        value = _evaluate(a, op, b)
-        if value is None or value == Fraction(c):
-            continue
-        redone = any((a2, op2, b2) == (a, op, b) and operation_holds(a2, op2, b2, c2) for _, (a2, op2, b2, c2) in ops[i + 1:])
-        if not redone:
-            errors.append((a, op, b, c))
-    return errors
-
-
-def _variables(text: str) -> set[str]:
-    return {a or b for a, b in _VARIABLE.findall(text)} - {"a"}
-
-
-def _contradicts_itself(text: str) -> bool:
-    """A restatement "So <quantity> is <v>" disagreeing with the value last computed for it."""
-    events = [(m.start(), m.group(2).strip().lower(), m.group(1)) for m in _LABELLED_RESULT.finditer(text)]
-    events += [(m.start(), m.group(1).strip().lower(), m.group(2), True) for m in _STATEMENT.finditer(text)]
-    current: dict[str, str] = {}
-    for event in sorted(events):
-        what, value = event[1], event[2]
-        if len(event) == 4 and what in current and current[what] != value:
-            return True
-        current[what] = value
-    return False
-
-
-def quality_reasons(trace: dict) -> list[str]:
-    """Why a trace fails the quality filter (empty when it passes)."""
-    text = trace.get("text") or ""
-    reasons = []
-    boxes = extract_all_boxed(text)
-    if not boxes:
-        reasons.append("missing_answer")
-    elif len({normalize_answer(b) for b in boxes}) > 1:
-        reasons.append("multiple_answers")
-    if not _balanced(text):
-        reasons.append("unbalanced_brackets")
-    if uncorrected_errors(text):
-        reasons.append("arithmetic_error")
-    if _BROKEN.search(text):
-        reasons.append("broken_expression")
-    problem_vars = _variables(trace.get("problem") or "")
-    if problem_vars and _variables(text) - problem_vars and not (_variables(text) & problem_vars):
-        reasons.append("inconsistent_variables")
-    if _contradicts_itself(text):
-        reasons.append("self_contradiction")
-    gold = trace.get("gold")
-    if boxes and gold not in (None, "") and "multiple_answers" not in reasons:
-        if normalize_answer(boxes[-1]) != normalize_answer(str(gold)):
-            reasons.append("wrong_answer")
-    return reasons
-
-
-def quality_filter(traces: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(kept traces, rejections ``{problem_id, reasons}``)."""
-    kept, rejected = [], []
-    for t in traces:
-        reasons = quality_reasons(t)
-        if reasons:
-            rejected.append({"problem_id": t["problem_id"], "reasons": reasons})
-        else:
-            kept.append(t)
-    return kept, rejected
 
 
 # -- difficulty ----------------------------------------------------------------------------

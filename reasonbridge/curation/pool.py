@@ -205,12 +205,18 @@ def decontaminate(problems: list[dict], benchmark_texts: list[str], n: int) -> t
     return kept, len(problems) - len(kept)
 
 
-def clean_pool(problems: list[dict], benchmark_texts: list[str], *, near_dup_threshold: float,
-               ngram: int) -> tuple[list[dict], dict[str, int]]:
-    """Exact dedup, near dedup, decontamination; returns the kept problems and the counts."""
-    counts = {"loaded": len(problems)}
+def clean_pool(problems: list[dict], benchmark_texts: list[str] | dict[str, list[str]], *, near_dup_threshold: float,
+               ngram: int) -> tuple[list[dict], dict]:
+    """Exact dedup, near dedup, decontamination; returns the kept problems and the counts. With
+    ``benchmark_texts`` by benchmark, ``decontaminated_by`` counts the deduplicated problems that
+    overlap each (a problem overlapping two benchmarks counts for both)."""
+    by_benchmark = benchmark_texts if isinstance(benchmark_texts, dict) else None
+    texts = [t for ts in by_benchmark.values() for t in ts] if by_benchmark is not None else benchmark_texts
+    counts: dict = {"loaded": len(problems)}
     problems, counts["exact_duplicates"] = remove_exact_duplicates(problems)
     problems, counts["near_duplicates"] = remove_near_duplicates(problems, near_dup_threshold)
-    problems, counts["decontaminated"] = decontaminate(problems, benchmark_texts, ngram)
+    if by_benchmark is not None:
+        counts["decontaminated_by"] = {name: decontaminate(problems, ts, ngram)[1] for name, ts in by_benchmark.items()}
+    problems, counts["decontaminated"] = decontaminate(problems, texts, ngram)
     counts["kept"] = len(problems)
     return problems, counts

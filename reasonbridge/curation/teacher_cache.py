@@ -207,6 +207,8 @@ def collect_traces(teacher, problems: list[dict], cache: TeacherCache, budget: B
         traces.append({"problem_id": p["id"], "teacher": teacher.name, "text": text, "answer": extract_boxed(text),
                        "segments": response.get("segments") or segment(text), "defects": response.get("defects", []),
                        "problem": p["problem"], "gold": p["answer"], "domain": p.get("domain"),
-                       "difficulty": p.get("difficulty"), "provenance": entry["provenance"]})
+                       "difficulty": p.get("difficulty"), "provenance": entry["provenance"],
+                       # "length": the teacher ran out of tokens (the quality filter's `truncated`)
+                       **({"finish_reason": response["finish_reason"]} if response.get("finish_reason") else {})})
     return traces, {"queries": cache.queries - queries_before, "cache_hits": hits,
                     "cost_usd": cache.cost_usd - cost_before}

@@ -245,8 +245,10 @@ def run_lm_eval(model, tokenizer, bcfg, inference, *, label: str, seed: int, pro
         include = workdir / "lm_eval_tasks"
         write_local_task(read_jsonl(problems_file), local.name, checker_of(local), spec_of(local.name).instruction,
                          include)
+    elif bcfg.get("include_path"):  # the user's own task YAMLs (lm_eval --include_path)
+        include = Path(bcfg.include_path)
     # a local task needs none of lm-eval's ~200 built-in task folders (indexing them takes seconds)
-    manager = TaskManager(include_path=str(include) if include else None, include_defaults=include is None)
+    manager = TaskManager(include_path=str(include) if include else None, include_defaults=local is None)
     if task not in manager.all_tasks:
         raise DataError(f"benchmark.task={task!r} is not an lm-eval task (nor reasonbridge_<benchmark>); "
                          "`lm_eval ls tasks` lists them")

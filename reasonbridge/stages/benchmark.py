@@ -2,12 +2,13 @@
 meta}) into problems.jsonl, keyed on its config and, for files, their contents."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from reasonbridge.cache import StageResult
+from reasonbridge.cache import StageResult, write_json_atomic
 from reasonbridge.io import write_jsonl
 from reasonbridge.stages.context import RunContext, config_slice
 
@@ -76,6 +77,8 @@ def benchmark(ctx: RunContext, bcfg) -> StageResult:
         config.update(benchmark={"name": "lm_eval", "task": bcfg.task, "size": bcfg.size,
                                  "num_fewshot": bcfg.num_fewshot})
         local = local_lm_eval_benchmark(bcfg)
+        if local is None:  # its documents, loaded for decontamination where they can be
+            config["documents"] = {"include_path": bcfg.include_path, "version": 1}
         if local is not None and local.name == "synthetic":
             config["local"] = {"benchmark": {k: config_slice(local)[k] for k in ("name", "size", "difficulties")},
                                "suite": ctx.suite_key()}
@@ -85,8 +88,24 @@ def benchmark(ctx: RunContext, bcfg) -> StageResult:
         config.update(_source_key(bcfg))
 
     def compute(out: Path) -> None:
-        write_jsonl(out / "problems.jsonl", _load_problems(ctx, bcfg))
-    return ctx.stage("benchmark", config, {}, compute, label=ctx.label("benchmark", bcfg))
+        if bcfg.name == "lm_eval" and local_lm_eval_benchmark(bcfg) is None:
+            from reasonbridge.evaluation.lm_eval_docs import task_problems
+            problems, why = task_problems(bcfg.task, bcfg.include_path)
+            write_json_atomic(out / "decontamination.json", {"documents": len(problems), "unavailable": why})
+        else:
+            problems = _load_problems(ctx, bcfg)
+        write_jsonl(out / "problems.jsonl", problems)
+    res = ctx.stage("benchmark", config, {}, compute, label=ctx.label("benchmark", bcfg))
+    why = decontamination_unavailable(res)
+    if why:
+        log.warning("benchmark %s: the pool is NOT decontaminated against it: %s", benchmark_label(bcfg), why)
+    return res
+
+
+def decontamination_unavailable(res: StageResult) -> str | None:
+    """Why a benchmark's documents could not be loaded for decontamination (an lm-eval task's), else None."""
+    path = res.path / "decontamination.json"
+    return json.loads(path.read_text())["unavailable"] if path.exists() else None
 
 
 def _source_key(bcfg) -> dict:

@@ -25,6 +25,13 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
         metrics["data/pool"] = info["kept"]
         for count in ("loaded", "exact_duplicates", "near_duplicates", "decontaminated"):
             metrics[f"data/{count}"] = info[count]
+        # pool problems dropped for overlapping each benchmark; a benchmark whose documents could not
+        # be loaded (an lm-eval task offline) is tagged with the reason instead
+        metrics.update({f"decontamination/{label}": n for label, n in info.get("decontaminated_by", {}).items()})
+        unavailable = info.get("decontamination_unavailable", {})
+        if unavailable:
+            tags.update({f"decontamination/{label}": f"unavailable: {why}"[:500] for label, why in unavailable.items()})
+            logger.set_tags(tags)
     if "traces" in stages:
         info = json.loads((stages["traces"].path / "teacher.json").read_text())
         if stages["traces"].hit:  # every trace came from the stage cache: no query, no cost in this run
@@ -35,13 +42,19 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
                             "teacher/cost_usd": info["cost_usd"]})
     for name, res in stages.items():
         if name.startswith("attempts/"):
-            metrics[f"reference/{name.split('/', 1)[1]}/solved"] = json.loads((res.path / "metrics.json").read_text())["solved"]
+            info = json.loads((res.path / "metrics.json").read_text())
+            ref = name.split("/", 1)[1]
+            metrics[f"reference/{ref}/solved"] = info["solved"]
+            if "out_of_tokens" in info:  # the share of attempts cut off by data.reference_max_new_tokens
+                metrics[f"reference/{ref}/out_of_tokens"] = info["out_of_tokens"]
     if "data" in stages:
         manifest_path = stages["data"].path / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
         counts = manifest["counts"]
         metrics.update({"data/parsed": counts["parsed"], "data/after_quality": counts["after_quality"],
                         "data/after_difficulty": counts["after_difficulty"], "data/selected": counts["selected"]})
+        if "rejections" in manifest:  # traces the quality filter rejected for each reason (one may have several)
+            metrics.update({f"data/rejected/{reason}": n for reason, n in manifest["rejections"]["by_reason"].items()})
         logger.log_artifact(manifest_path, "data")
         logger.log_artifact(stages["data"].path / "selected.jsonl", "data")
         logger.log_dataset(stages["data"].path / "selected.jsonl", name=f"reason-{cfg.data.name}",

@@ -26,15 +26,22 @@ def pool(ctx: RunContext, benches: dict[str, StageResult]) -> StageResult:
         from reasonbridge.curation.filters import classify_domain
         from reasonbridge.curation.pool import clean_pool, load_problem_files, synthetic_pool
         from reasonbridge.problems import DOMAINS
-        bench_texts = [p["problem"] for b in benches.values() for p in read_jsonl(b.path / "problems.jsonl")]
+        from reasonbridge.stages.benchmark import benchmark_configs, benchmark_label, decontamination_unavailable
+        labels = [benchmark_label(b) for b in benchmark_configs(cfg)]  # the order the pipeline built `benches` in
+        labels = labels if len(labels) == len(benches) else list(benches)
+        by_bench = {label: [p["problem"] for p in read_jsonl(b.path / "problems.jsonl")]
+                    for label, b in zip(labels, benches.values())}
+        bench_texts = [t for texts in by_bench.values() for t in texts]
         if cfg.pool.name == "jsonl":
             problems = load_problem_files(list(cfg.pool.paths), dict(cfg.pool.fields),
                                           answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
         else:
             problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts),
                                          **ctx.suite())
-        problems, counts = clean_pool(problems, bench_texts, near_dup_threshold=cfg.pool.near_dup_threshold,
+        problems, counts = clean_pool(problems, by_bench, near_dup_threshold=cfg.pool.near_dup_threshold,
                                       ngram=cfg.pool.decontam_ngram)
+        counts["decontamination_unavailable"] = {label: why for label, b in zip(labels, benches.values())
+                                                 if (why := decontamination_unavailable(b))}
         if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:
             problems = problems[:cfg.pool.size]
             counts["kept"] = len(problems)
