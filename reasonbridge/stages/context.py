@@ -38,6 +38,11 @@ class PipelineResult:
     stopped_after: str | None = None
 
 
+def benchmark_label(bcfg) -> str:
+    """The name in metrics and artifacts: acc/<label>, predictions/<label>.jsonl."""
+    return f"lm_eval/{bcfg.task}" if bcfg.name == "lm_eval" else bcfg.name
+
+
 class RunContext:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -69,13 +74,8 @@ class RunContext:
     def suite_key(self) -> dict:
         """What stages built from the synthetic suite are keyed on: its arguments and, for the
         organism, its version (its generator changes with the code, not with the config)."""
-        key = self.suite()
-        if key["suite"] == "organism":
-            from reasonbridge.curation.organism import VERSION
-            key["version"] = VERSION
-        return key
+        return self.suite()
 
     def label(self, stage: str, bcfg) -> str:
         """A per-benchmark stage's name in the results: `eval`, or `eval/<benchmark>` with `benchmarks`."""
-        from reasonbridge.stages.benchmark import benchmark_label
         return stage if not self.cfg.benchmarks else f"{stage}/{benchmark_label(bcfg)}"
