@@ -23,6 +23,10 @@ from pathlib import Path
 
 PACKAGE = "reasonbridge"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# The machinery around every stage, not part of any: how an artifact is stored, checked and keyed
+# (this package) and when a job may stop (preemption). They decide no artifact's contents, and
+# counting them would recompute the whole cache for a change in how it is listed or locked.
+EXCLUDED = frozenset({"reasonbridge.cache", "reasonbridge.cache.code", "reasonbridge.preemption"})
 
 
 def _module_file(name: str, root: Path) -> Path | None:
@@ -85,19 +89,24 @@ def _parse(name: str, root: Path) -> tuple[str, frozenset[str]]:
     return digest, frozenset(deps)
 
 
+def module_hashes(root_module: str, root: Path | None = None) -> dict[str, str]:
+    """{module: hash of its normalised code} for ``root_module`` and everything it imports, transitively
+    (``root``: the package's folder, by default the one this module is in)."""
+    return dict(_module_hashes(root_module, root or PACKAGE_DIR))
+
+
 @functools.lru_cache(maxsize=None)
-def module_hashes(root_module: str, root: Path = PACKAGE_DIR) -> dict[str, str]:
-    """{module: hash of its normalised code} for ``root_module`` and everything it imports, transitively."""
+def _module_hashes(root_module: str, root: Path) -> tuple[tuple[str, str], ...]:
     seen: dict[str, str] = {}
     todo = [root_module]
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name in EXCLUDED:
             continue
         digest, deps = _parse(name, root)
         seen[name] = digest
         todo.extend(sorted(deps - seen.keys()))
-    return dict(sorted(seen.items()))
+    return tuple(sorted(seen.items()))
 
 
 def fingerprint_of(hashes: dict[str, str]) -> str:
@@ -108,12 +117,71 @@ def fingerprint_of(hashes: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
-def code_fingerprint(root_module: str, root: Path = PACKAGE_DIR) -> str:
+def code_fingerprint(root_module: str, root: Path | None = None) -> str:
     """The fingerprint of the code ``root_module`` runs: it and its transitive reasonbridge imports."""
+    return _code_fingerprint(root_module, root or PACKAGE_DIR)
+
+
+@functools.lru_cache(maxsize=None)
+def _code_fingerprint(root_module: str, root: Path) -> str:
     return fingerprint_of(module_hashes(root_module, root))
 
 
 def changed_modules(old: dict[str, str], new: dict[str, str]) -> list[str]:
     """The modules whose code differs between two `module_hashes` (added, removed or edited)."""
     return sorted(m for m in old.keys() | new.keys() if old.get(m) != new.get(m))
+
+
+# Libraries whose version can change a stage's numbers (kernels, tokenisation, adapters, answer checking,
+# generation). Recorded in every artifact's manifest; a cache hit made under other versions is logged
+# and tagged, not missed (see `library_differences`).
+NUMERIC_LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "safetensors", "numpy",
+                     "sympy", "math-verify", "lm_eval", "vllm")
+
+
+@functools.lru_cache(maxsize=None)
+def library_versions() -> dict[str, str]:
+    """{library: installed version} for the numeric libraries (those not installed are left out)."""
+    from importlib import metadata
+    out = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for lib in NUMERIC_LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def library_differences(made: dict[str, str] | None, now: dict[str, str] | None = None) -> dict[str, str]:
+    """{library: "made-version -> current-version"} for every library whose version differs."""
+    now = library_versions() if now is None else now
+    made = made or {}
+    return {lib: f"{made.get(lib, 'absent')} -> {now.get(lib, 'absent')}"
+            for lib in sorted(made.keys() | now.keys()) if made.get(lib) != now.get(lib)}
+
+
+def source_commit(root: Path | None = None) -> dict[str, str | bool]:
+    """{commit, dirty} of the git checkout the package runs from ({} outside one)."""
+    return dict(_source_commit(root or PACKAGE_DIR))
+
+
+@functools.lru_cache(maxsize=None)
+def _source_commit(root: Path) -> tuple:
+    import subprocess
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        if not commit:
+            return ()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (("commit", commit), ("dirty", bool(dirty)))
+    except (OSError, subprocess.SubprocessError):
+        return ()
+
+
+def provenance(root_module: str, root: Path | None = None) -> dict:
+    """What a manifest records about the code and libraries that made an artifact."""
+    hashes = module_hashes(root_module, root)
+    return {**source_commit(), "code": {"root": root_module, "fingerprint": fingerprint_of(hashes),
+                                        "modules": hashes}, "libraries": library_versions()}

@@ -16,7 +16,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from reasonbridge.config import CONF_DIR, register_configs
-from reasonbridge.stages.context import VERSIONS, RunContext
+from reasonbridge.cache.code import code_fingerprint
+from reasonbridge.stages.context import STAGE_CODE, RunContext
 from reasonbridge.stages.student import release_config, tiny_config, tiny_model
 from reasonbridge.student.release import RELEASE_DIR, write_release
 
@@ -35,14 +36,18 @@ def main(argv: list[str] | None = None) -> None:
     ctx = RunContext(cfg)
     config = tiny_config(ctx, cfg.model.tiny)
     if args.from_stage is not None:
-        built = json.loads((args.from_stage / "stage.json").read_text())["config"]
-        if release_config(built) != release_config(config):
+        built = json.loads((args.from_stage / "stage.json").read_text())
+        if release_config(built["config"]) != release_config(config):
             parser.error(f"{args.from_stage} was built with another config than this one")
+        made = ((built.get("made_by") or {}).get("code") or {}).get("fingerprint")
+        if made != code_fingerprint(STAGE_CODE["student"]):
+            parser.error(f"{args.from_stage} was built by other code (code {made}, now "
+                         f"{code_fingerprint(STAGE_CODE['student'])}): release a student this code builds")
         stage_dir = args.from_stage
     else:
         _, compute = tiny_model(ctx, cfg.model.tiny)
         stage_dir = ctx.stage("student", config, {}, compute).path
-    manifest = write_release(stage_dir, release_config(config), VERSIONS["student"])
+    manifest = write_release(stage_dir, release_config(config))
     print(f"released {stage_dir} -> {RELEASE_DIR} ({len(manifest['files'])} files); commit that folder")
 
 
