@@ -224,3 +224,37 @@ def test_a_release_is_used_only_by_the_code_that_built_it(tmp_path, monkeypatch,
         assert student_stage.usable_release(ctx, config) is None
     assert "was built by other code" in caplog.text
     assert student_stage.usable_release(RunContext(micro_cfg("reuse_across_code=[student]")), config) is not None
+
+
+def _run(run_id: str, row: str, code_state: dict[str, str], commit: str = "c" * 40):
+    from reasonbridge.report.runs import RunRecord
+    return RunRecord(run_id, "1", 0, "table2", row, "tiny", "0", {}, {}, code=code_state,
+                     made_by={s: commit for s in code_state})
+
+
+def _table(runs_by_row: dict[str, list]):
+    from reasonbridge.report.tables import BuiltTable, Cell, Column, Line
+    spec = type("Spec", (), {"title": "T", "name": "t"})()
+    lines = [Line("tiny", "tiny", row, row, [Cell("synthetic", runs=runs)]) for row, runs in runs_by_row.items()]
+    return BuiltTable(spec, [Column("synthetic", "Synthetic", False)], lines, [])
+
+
+def test_the_report_marks_rows_computed_by_other_code():
+    from reasonbridge.report.provenance import MARK, mark_code_states
+    same = _table({"base": [_run("a", "base", {"eval": "e1", "train": "t1"})],
+                   "lora": [_run("b", "lora", {"eval": "e1"})]})  # a row without a train stage is not a mix
+    mark_code_states(same)
+    assert [line.label for line in same.lines] == ["base", "lora"]
+    assert same.notes == ["cells computed at commit cccccccccccc (2 runs)"]
+
+    mixed = _table({"base": [_run("a", "base", {"eval": "e1"}), _run("a2", "base", {"eval": "e1"}, "d" * 40)],
+                    "lora": [_run("b", "lora", {"eval": "e2"}, "d" * 40)], "full": [_run("c", "full", {"eval": "e1"})]})
+    mark_code_states(mixed)
+    assert [line.label for line in mixed.lines] == ["base", f"lora {MARK}", "full"]
+    assert "eval: e1 (3 runs), e2 (1 run)" in mixed.notes[0] and "more than one code state" in mixed.notes[0]
+    assert mixed.notes[1] == "cells computed at commits cccccccccccc (2 runs), dddddddddddd (2 runs)"
+
+    old = _table({"base": [_run("a", "base", {"eval": "e1"}), _run("b", "base", {"eval": "e1"})],
+                  "lora": [_run("c", "lora", {})]})  # made before fingerprints were tagged
+    mark_code_states(old)
+    assert old.lines[1].label == f"lora {MARK}"
