@@ -152,12 +152,15 @@ def _entry(cache: StageCache, stage: str, key: str, made_by: dict) -> None:
 
 def test_a_hit_made_under_other_library_versions_is_logged_and_tagged(tmp_path, caplog):
     cache = StageCache(tmp_path)
-    made = {**code.provenance(STAGE_CODE["data"]), "libraries": {**code.library_versions(), "torch": "0.0.1"}}
+    made = {**code.provenance(STAGE_CODE["data"]), "commit": "0" * 40,
+            "libraries": {**code.library_versions(), "torch": "0.0.1"}}
     _entry(cache, "data", "k1", made)
-    with caplog.at_level(logging.WARNING, logger="reasonbridge.cache"):
-        res = cache.run("data", "k1", lambda out: pytest.fail("recomputed"), made_by=code.provenance(STAGE_CODE["data"]))
+    now = {**code.provenance(STAGE_CODE["data"]), "commit": "1" * 40}
+    with caplog.at_level(logging.INFO, logger="reasonbridge.cache"):
+        res = cache.run("data", "k1", lambda out: pytest.fail("recomputed"), made_by=now)
     assert res.hit and not res.reused and res.libraries_differ["torch"].startswith("0.0.1 -> ")
     assert "made under other library versions (torch 0.0.1 -> " in caplog.text
+    assert "made by commit 000000000000 (this checkout: 111111111111) with the same code" in caplog.text
     assert provenance_tags({"data": res})["libraries_differ/data"].startswith("torch 0.0.1 -> ")
 
 
@@ -258,3 +261,12 @@ def test_the_report_marks_rows_computed_by_other_code():
                   "lora": [_run("c", "lora", {})]})  # made before fingerprints were tagged
     mark_code_states(old)
     assert old.lines[1].label == f"lora {MARK}"
+
+
+def test_reuse_across_code_names_stages():
+    from reasonbridge.config import ConfigError, validate
+
+    from conftest import compose_config
+    validate(compose_config(["reuse_across_code=[train,attempts]"]))
+    with pytest.raises(ConfigError, match="reuse_across_code: 'trian' is not a stage"):
+        validate(compose_config(["reuse_across_code=[trian]"]))
