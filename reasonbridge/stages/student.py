@@ -10,7 +10,8 @@ from typing import Callable
 from reasonbridge.cache import StageResult, write_json_atomic
 from reasonbridge.cache.code import code_fingerprint
 from reasonbridge.stages.context import STAGE_CODE, RunContext, config_slice
-from reasonbridge.student.release import RELEASE_DIR, copy_release, find_release, release_fingerprint
+from reasonbridge.student.release import (RELEASE_DIR, copy_release, find_release, release_fingerprint,
+                                          release_made_by)
 
 log = logging.getLogger("reasonbridge.pipeline")
 
@@ -63,7 +64,7 @@ def tiny_model(ctx: RunContext, tiny) -> tuple[dict, Callable[[Path], None]]:
             info = copy_release(release, out / "model")
             write_json_atomic(out / "student.json", {**info, "released": True})
             log.info("student: the released pre-trained student (%s), not pre-trained again", RELEASE_DIR)
-            return {"made_by": release.get("made_by") or {}}  # the release's provenance, not this run's
+            return {"made_by": release_made_by(release)}  # the release's provenance, not this run's
         if cfg.pool.suite == "organism":
             from reasonbridge.student.organism_student import build_organism_student as build
         else:
@@ -89,7 +90,7 @@ def usable_release(ctx: RunContext, config: dict) -> dict | None:
         return release
     if {"student", "all"} & set(ctx.cfg.get("reuse_across_code") or ()):
         log.warning("student: using the released student although it was built by other code (commit %s, code %s; "
-                    "now %s), because reuse_across_code names student", (release.get("made_by") or {}).get("commit"),
+                    "now %s), because reuse_across_code names student", release_made_by(release).get("commit"),
                     made, now)
         return release
     log.warning("student: the released student (%s) was built by other code (code %s, now %s): pre-training from "

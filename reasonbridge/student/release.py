@@ -42,9 +42,44 @@ def find_release(config: dict, root: Path | None = None) -> dict | None:
     return manifest
 
 
+def release_made_by(manifest: dict) -> dict:
+    """The release's provenance (`made_by` of the student stage that built it; {} for a release made
+    before provenance was recorded, whose `made_by` named the command)."""
+    made = manifest.get("made_by")
+    return made if isinstance(made, dict) else {}
+
+
 def release_fingerprint(manifest: dict) -> str | None:
     """The code fingerprint of the student stage that built the release (None: not recorded)."""
-    return ((manifest.get("made_by") or {}).get("code") or {}).get("fingerprint")
+    return (release_made_by(manifest).get("code") or {}).get("fingerprint")
+
+
+def _within(old, new):
+    """``old`` with only the keys ``new`` has (recursively): a config before keys were dropped from it."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: _within(v, new[k]) for k, v in old.items() if k in new}
+    return old
+
+
+def restamp(config: dict, made_by: dict, root: Path | None = None) -> dict:
+    """Record the release in ``root`` as made by the code of ``made_by``, without pre-training: for a
+    change its releaser knows leaves the student as it is. Every file's hash is checked, the config
+    must be the release's (less keys no longer keyed on), and the previous provenance is kept under
+    `restamped` in the manifest."""
+    root = root or RELEASE_DIR
+    manifest = json.loads((root / MANIFEST).read_text())
+    for name, digest in manifest["files"].items():
+        if not (root / "model" / name).exists() or sha256(root / "model" / name) != digest:
+            raise RuntimeError(f"{root / 'model' / name}: missing or altered; restore it with git")
+    if _plain(_within(manifest["config"], config)) != _plain(config):
+        raise ValueError("the release was built with another config than this one: pre-train a new release")
+    history = [*manifest.get("restamped", []), {"made_by": manifest.get("made_by"), "config": manifest["config"],
+                                                **({"stage_version": manifest["stage_version"]}
+                                                   if "stage_version" in manifest else {})}]
+    manifest = {**{k: v for k, v in manifest.items() if k != "stage_version"}, "config": config,
+                "made_by": made_by, "restamped": history}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
 
 
 def copy_release(manifest: dict, out: Path, root: Path | None = None) -> dict:
