@@ -270,3 +270,34 @@ def test_reuse_across_code_names_stages():
     validate(compose_config(["reuse_across_code=[train,attempts]"]))
     with pytest.raises(ConfigError, match="reuse_across_code: 'trian' is not a stage"):
         validate(compose_config(["reuse_across_code=[trian]"]))
+
+
+def test_restamp_keeps_a_release_usable_across_a_harmless_code_change(tmp_path):
+    """A release made before (or by other code) is re-recorded as this code's without pre-training, only
+    with its files intact and its config unchanged; the old provenance is kept."""
+    from reasonbridge.stages.student import release_config, tiny_config
+    from reasonbridge.stages.context import RunContext
+    from reasonbridge.student import release
+
+    from conftest import compose_config
+    root = tmp_path / "release"
+    shutil.copytree(release.RELEASE_DIR, root)
+    manifest = json.loads((root / "release.json").read_text())
+    manifest["made_by"] = "python -m reasonbridge.stages.release_student"  # the format before provenance
+    manifest["config"]["suite"]["version"] = 10  # a key the stage no longer carries
+    (root / "release.json").write_text(json.dumps(manifest))
+    cfg = compose_config()
+    config = release_config(tiny_config(RunContext(cfg), cfg.model.tiny))
+    assert release.release_fingerprint(json.loads((root / "release.json").read_text())) is None
+
+    stamped = release.restamp(config, code.provenance(STAGE_CODE["student"]), root=root)
+    assert release.find_release(config, root=root) is not None
+    assert release.release_fingerprint(stamped) == code.code_fingerprint(STAGE_CODE["student"])
+    assert stamped["restamped"][-1]["config"]["suite"]["version"] == 10
+
+    changed_config = {**config, "seed": 1}
+    with pytest.raises(ValueError, match="another config"):
+        release.restamp(changed_config, code.provenance(STAGE_CODE["student"]), root=root)
+    (root / "model" / "tokenizer.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="tokenizer.json: missing or altered"):
+        release.restamp(config, code.provenance(STAGE_CODE["student"]), root=root)
