@@ -120,7 +120,7 @@ def _parse(name: str, root: Path) -> tuple[str, frozenset[str]]:
         raise ModuleNotFoundError(f"no module {name} under {root}")
     source = path.read_bytes()
     is_package = path.name == "__init__.py"
-    memo_key = hashlib.sha256(b"%d.%d:%d:" % (*sys.version_info[:2], is_package) + source).hexdigest()
+    memo_key = hashlib.sha256(b"%d.%d:%s:%d:" % (*sys.version_info[:2], name.encode(), is_package) + source).hexdigest()
     memo = _memo(root)
     if memo_key not in memo:
         tree = ast.parse(source, filename=str(path))

@@ -54,7 +54,8 @@ def mark_code_states(table: BuiltTable) -> None:
         for line in table.lines:
             if any(r.run_id in odd for cell in line.cells for r in cell.runs):
                 line.label = f"{line.label} {MARK}"
-        states = "; ".join(f"{'fingerprints' if s == '*' else s}: " + ", ".join(f"{fp} ({_runs_text(n)})" for fp, n in c.most_common())
+        states = "; ".join(f"{'fingerprints' if s == '*' else s}: "
+                           + ", ".join(f"{fp} ({_runs_text(n)})" for fp, n in c.most_common())
                            for s, c in sorted(mixed.items()))
         table.notes.append(f"{MARK} computed by other code than the rest of this table ({states}): its cells "
                            "come from more than one code state; re-run the marked rows (the stage cache "
