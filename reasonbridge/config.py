@@ -22,6 +22,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reasonbridge.errors import UserError
 
+from reasonbridge.cache import DEFAULT_CACHE_DIR
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config root
 STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval", "diagnose")
 # stop_after aliases: `curate` stops once the training data is selected
@@ -354,7 +356,7 @@ class TrackingConfig:
 
 @dataclass
 class PathsConfig:
-    cache_dir: str = "${oc.env:REASONBRIDGE_CACHE,.cache/reasonbridge}"  # the stage cache
+    cache_dir: str = "${oc.env:REASONBRIDGE_CACHE," + DEFAULT_CACHE_DIR + "}"  # the stage cache
 
 
 @dataclass
@@ -363,6 +365,9 @@ class Config:
     stop_after: Optional[str] = None
     # stage names to recompute even when cached, e.g. force=[train,eval]
     force: list[str] = field(default_factory=list)
+    # stages that may be served an artifact made by other code (same config and inputs), logged and
+    # tagged: for a change known to be harmless to an expensive stage, e.g. reuse_across_code=[train]
+    reuse_across_code: list[str] = field(default_factory=list)
     progress: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -477,6 +482,10 @@ def validate(cfg: DictConfig) -> None:
     for stage in cfg.force:
         if stage not in STAGES and stage != "all":
             raise ConfigError(f"invalid config value force: {stage!r} is not a stage {list(STAGES) + ['all']}")
+    for stage in cfg.get("reuse_across_code") or ():
+        if stage not in (*STAGES, "reference", "attempts", "all"):
+            raise ConfigError(f"invalid config value reuse_across_code: {stage!r} is not a stage "
+                              f"{[*STAGES, 'reference', 'attempts', 'all']}")
     if not 0.0 <= cfg.teacher.defect_rate <= 1.0:
         fail("teacher.defect_rate", "must be in [0, 1]")
     for key in ("corrections", "rechecks", "flawed_retry"):

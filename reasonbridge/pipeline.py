@@ -19,9 +19,9 @@ from reasonbridge.config import STOP_ALIASES, validate
 from reasonbridge.errors import Interrupted
 from reasonbridge.stages import attempts, benchmark, checks, data, diagnose, pool, student, traces, train
 from reasonbridge.stages import eval as eval_stage  # `eval`, the stage's name, is a builtin
-from reasonbridge.stages.context import VERSIONS, PipelineResult, RunContext, student_path
+from reasonbridge.stages.context import PipelineResult, RunContext, student_path
 
-__all__ = ["VERSIONS", "Pipeline", "PipelineResult", "run_experiment"]
+__all__ = ["Pipeline", "PipelineResult", "run_experiment"]
 
 
 class Pipeline:

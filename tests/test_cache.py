@@ -7,12 +7,13 @@ import pytest
 from reasonbridge.cache import MANIFEST, StageCache, stage_key
 
 
-def test_key_depends_on_config_upstream_and_version():
-    base = stage_key("data", 1, {"name": "full"}, {"traces": "abc"})
-    assert base == stage_key("data", 1, {"name": "full"}, {"traces": "abc"})
-    assert base != stage_key("data", 2, {"name": "full"}, {"traces": "abc"})
-    assert base != stage_key("data", 1, {"name": "random"}, {"traces": "abc"})
-    assert base != stage_key("data", 1, {"name": "full"}, {"traces": "abd"})
+def test_key_depends_on_config_upstream_and_code():
+    base = stage_key("data", {"name": "full"}, {"traces": "abc"}, "code1")
+    assert base == stage_key("data", {"name": "full"}, {"traces": "abc"}, "code1")
+    assert base != stage_key("data", {"name": "full"}, {"traces": "abc"}, "code2")
+    assert base != stage_key("data", {"name": "random"}, {"traces": "abc"}, "code1")
+    assert base != stage_key("data", {"name": "full"}, {"traces": "abd"}, "code1")
+    assert base != stage_key("data", {"name": "full"}, {"traces": "abc"})  # the key any code shares
 
 
 def test_second_call_hits_and_force_recomputes(tmp_path):

@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
-from reasonbridge.stages.context import VERSIONS, RunContext
+from reasonbridge.cache.code import code_fingerprint
+from reasonbridge.stages.context import STAGE_CODE, RunContext
 from reasonbridge.stages.student import release_config, tiny_config
-from reasonbridge.student.release import RELEASE_DIR, copy_release, find_release
+from reasonbridge.student.release import RELEASE_DIR, copy_release, find_release, release_fingerprint
 
 from conftest import compose_config
 
@@ -20,11 +21,15 @@ def _release_key(overrides=()):
 
 
 def test_the_default_student_config_is_the_released_one():
-    """A change to the organism, its drills or the student's sizes must come with a new release
-    (python -m reasonbridge.stages.release_student), or every demo would pre-train again."""
-    assert find_release(_release_key(), VERSIONS["student"]) is not None
-    assert find_release(_release_key(["model.tiny.pretrain_lr=0.001"]), VERSIONS["student"]) is None
-    assert find_release(_release_key(["seed=3"]), VERSIONS["student"]) is not None  # one student for every run seed
+    """A change to the organism, its drills, the student's sizes or any code the student stage runs must
+    come with a new release (python -m reasonbridge.stages.release_student), or every demo would
+    pre-train again."""
+    release = find_release(_release_key())
+    assert release is not None
+    assert release_fingerprint(release) == code_fingerprint(STAGE_CODE["student"]), \
+        "the released student was built by other code: release this code's student"
+    assert find_release(_release_key(["model.tiny.pretrain_lr=0.001"])) is None
+    assert find_release(_release_key(["seed=3"])) is not None  # one student for every run seed
 
 
 def test_an_altered_release_file_is_refused(tmp_path):

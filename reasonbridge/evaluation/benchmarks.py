@@ -30,6 +30,7 @@ from reasonbridge.io import DataError, jsonl_objects
 from reasonbridge.problems import SUBJECT_TO_MSC
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LOCAL_PREFIX = "reasonbridge_"  # lm-eval task reasonbridge_<name>: the local benchmark <name>
 MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
 CHOICE_INSTRUCTION = ("Think step by step, then give the letter of the correct option in \\boxed{}, "
                       "e.g. \\boxed{A}.")

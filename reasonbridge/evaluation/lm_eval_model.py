@@ -18,9 +18,9 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from reasonbridge.evaluation.benchmarks import LOCAL_PREFIX
 from reasonbridge.io import read_appended
 
-LOCAL_PREFIX = "reasonbridge_"
 _JUDGES: dict[str, object] = {}  # checker name -> Checker, shared by the generated task modules
 VERDICTS: dict[str, dict] = {}  # problem id -> verdict of the last local-task judgement
 UNSAFE_UNSANDBOXED_CODE = False  # the code checker's opt-out of its OS sandbox (benchmark.unsafe_unsandboxed_code)

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from reasonbridge.report.accounting import RunCount, count_runs
 from reasonbridge.report.interventions import intervention_lines
+from reasonbridge.report.provenance import mark_code_states
 from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
 from reasonbridge.report.runs import fetch_runs, load_predictions
 from reasonbridge.report.specs import load_specs
@@ -50,6 +51,7 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
     built, files, figures = [], [], []
     for spec in specs:
         table = build_table(spec, runs, n_boot=n_boot)
+        mark_code_states(table)
         built.append(table)
         for suffix, writer in ((".md", write_markdown), (".tex", write_latex), (".csv", write_csv)):
             path = out_dir / f"{spec.name}{suffix}"

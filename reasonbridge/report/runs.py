@@ -34,6 +34,9 @@ class RunRecord:
     artifact_uri: str = ""
     # benchmark -> {problem id: score in [0, 1]} (mean over samples), filled by load_predictions
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    # stage -> fingerprint of the code that made its artifact (tags code/<stage>), and its commit (made_by/<stage>)
+    code: dict[str, str] = field(default_factory=dict)
+    made_by: dict[str, str] = field(default_factory=dict)
 
     def benchmarks(self) -> list[str]:
         return [k.split("/", 1)[1] for k in self.metrics if k.startswith("acc/")]
@@ -82,7 +85,9 @@ def _record(run) -> RunRecord:
                      start_time=run.info.start_time or 0, table=tags.get("table", ""), row=tags.get("row", "default"),
                      model=params.get("model.name", "?"), seed=params.get("seed", "0"),
                      params={k: params[k] for k in PARAMS if k in params}, metrics=dict(run.data.metrics),
-                     artifact_uri=run.info.artifact_uri or "")
+                     artifact_uri=run.info.artifact_uri or "",
+                     code={k.split("/", 1)[1]: v for k, v in tags.items() if k.startswith("code/")},
+                     made_by={k.split("/", 1)[1]: v for k, v in tags.items() if k.startswith("made_by/")})
 
 
 def _scores(path: Path) -> dict[str, float]:

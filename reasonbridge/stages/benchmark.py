@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from reasonbridge.cache import StageResult, write_json_atomic
 from reasonbridge.io import write_jsonl
-from reasonbridge.stages.context import RunContext, config_slice
+from reasonbridge.stages.context import RunContext, benchmark_label, config_slice
 
 log = logging.getLogger("reasonbridge.pipeline")
 _KEEP = ("name", "size", "source", "fields", "hub", "hub_config", "split", "subsets", "shuffle_choices")
@@ -33,11 +33,6 @@ def benchmark_configs(cfg) -> list:
     return out
 
 
-def benchmark_label(bcfg) -> str:
-    """The name in metrics and artifacts: acc/<label>, predictions/<label>.jsonl."""
-    return f"lm_eval/{bcfg.task}" if bcfg.name == "lm_eval" else bcfg.name
-
-
 def check_before_work(cfg) -> None:
     """A missing benchmark file fails before any work; so does a code benchmark without a sandbox."""
     from reasonbridge.evaluation.benchmarks import checker_of, resolve_path
@@ -55,7 +50,7 @@ def check_before_work(cfg) -> None:
 def local_lm_eval_benchmark(bcfg):
     """For lm-eval task reasonbridge_<name>: the local benchmark <name>'s config, else None."""
     from reasonbridge.config import ConfigError, benchmark_option, group_options
-    from reasonbridge.evaluation.lm_eval_model import LOCAL_PREFIX
+    from reasonbridge.evaluation.benchmarks import LOCAL_PREFIX
     if not bcfg.task.startswith(LOCAL_PREFIX):
         return None
     name = bcfg.task[len(LOCAL_PREFIX):]

@@ -1,5 +1,5 @@
 """What every stage shares in one run: the config, the stage cache, the results so far, and how a
-stage's key is made from its config slice and its upstream stages' keys."""
+stage's key is made from its config slice, its upstream artifacts' contents and its code."""
 from __future__ import annotations
 
 import json
@@ -11,12 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from reasonbridge import preemption
 from reasonbridge.cache import StageCache, StageResult, stage_key
+from reasonbridge.cache.code import code_fingerprint, provenance
 
 log = logging.getLogger("reasonbridge.pipeline")
 
-# Bump a stage's version when its code changes what it produces.
-VERSIONS = {"student": 3, "benchmark": 2, "pool": 3, "traces": 3, "reference": 2, "attempts": 1, "data": 2,
-            "train": 2, "eval": 6, "diagnose": 1}
+# The module whose code a stage runs (its compute function's); the stage key carries the fingerprint
+# of it and of every reasonbridge module it imports (reasonbridge/cache/code.py), so no version
+# number is kept by hand. A reference model is built by the student stage's code.
+STAGE_CODE = {"student": "reasonbridge.stages.student", "reference": "reasonbridge.stages.student",
+              "benchmark": "reasonbridge.stages.benchmark", "pool": "reasonbridge.stages.pool",
+              "traces": "reasonbridge.stages.traces", "attempts": "reasonbridge.stages.attempts",
+              "data": "reasonbridge.stages.data", "train": "reasonbridge.stages.train",
+              "eval": "reasonbridge.stages.eval", "diagnose": "reasonbridge.stages.diagnose"}
 
 
 def config_slice(node) -> dict:
@@ -38,24 +44,35 @@ class PipelineResult:
     stopped_after: str | None = None
 
 
+def benchmark_label(bcfg) -> str:
+    """The name in metrics and artifacts: acc/<label>, predictions/<label>.jsonl."""
+    return f"lm_eval/{bcfg.task}" if bcfg.name == "lm_eval" else bcfg.name
+
+
 class RunContext:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.cache = StageCache(Path(cfg.paths.cache_dir), force=set(cfg.force))
+        self.cache = StageCache(Path(cfg.paths.cache_dir), force=set(cfg.force),
+                                reuse=set(cfg.get("reuse_across_code") or ()))
         self.result = PipelineResult()
         self.eval_model: tuple | None = None  # (model, tokenizer), loaded by the first evaluation
         self.joint_done = False  # every pending benchmark was generated and judged in one pass
 
-    def key(self, name: str, config, upstream: dict[str, StageResult]) -> str:
-        return stage_key(name, VERSIONS[name], config_slice(config), {k: v.key for k, v in upstream.items()})
+    def key(self, name: str, config, upstream: dict[str, StageResult], code: bool = True) -> str:
+        """Stage ``name``'s key: its config, what it reads (each upstream artifact's contents) and,
+        unless ``code`` is false (the key artifacts made by any code share), its code's fingerprint."""
+        return stage_key(name, config_slice(config), {k: v.digest for k, v in upstream.items()},
+                         code_fingerprint(STAGE_CODE[name]) if code else None)
 
     def stage(self, name: str, config, upstream: dict[str, StageResult], compute,
               label: str | None = None) -> StageResult:
         """Run or reuse stage ``name``; ``label`` names it in the results when one stage runs several times."""
         key = self.key(name, config, upstream)
-        res = self.cache.run(name, key, compute, meta={"config": config_slice(config),
-                                                        "upstream": {k: v.key for k, v in upstream.items()}})
-        log.info("stage %-9s %s (%s, %.1fs)", label or name, key, "cached" if res.hit else "computed", res.seconds)
+        res = self.cache.run(name, key, compute,
+                             meta={"config": config_slice(config), "upstream": {k: v.key for k, v in upstream.items()}},
+                             made_by=provenance(STAGE_CODE[name]), base=self.key(name, config, upstream, code=False))
+        log.info("stage %-9s %s (%s, %.1fs)", label or name, res.key,
+                 "reused across code" if res.reused else "cached" if res.hit else "computed", res.seconds)
         self.result.stages[label or name] = res
         preemption.at_safe_point()  # a signal that came during the stage's last moments
         return res
@@ -67,15 +84,10 @@ class RunContext:
                 "domains": list(p.domains) if p.domains else None}
 
     def suite_key(self) -> dict:
-        """What stages built from the synthetic suite are keyed on: its arguments and, for the
-        organism, its version (its generator changes with the code, not with the config)."""
-        key = self.suite()
-        if key["suite"] == "organism":
-            from reasonbridge.curation.organism import VERSION
-            key["version"] = VERSION
-        return key
+        """What stages built from the synthetic suite are keyed on: its arguments (its generator's
+        code is in the fingerprint of every stage that imports it)."""
+        return self.suite()
 
     def label(self, stage: str, bcfg) -> str:
         """A per-benchmark stage's name in the results: `eval`, or `eval/<benchmark>` with `benchmarks`."""
-        from reasonbridge.stages.benchmark import benchmark_label
         return stage if not self.cfg.benchmarks else f"{stage}/{benchmark_label(bcfg)}"

@@ -16,6 +16,7 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
     stages = result.stages
     tags = {f"cache/{n}": r.key for n, r in stages.items()}
     tags.update({f"cache_hit/{n}": str(r.hit) for n, r in stages.items()})
+    tags.update(provenance_tags(stages))
     if result.stopped_after:
         tags["stopped_after"] = result.stopped_after
     logger.set_tags(tags)
@@ -94,3 +95,27 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
         logger.set_tags(isolation)
     metrics.update(result.metrics)
     logger.log_metrics(metrics)
+
+
+def provenance_tags(stages: dict) -> dict[str, str]:
+    """Which code made each stage's artifact: `code/<stage>` (its code fingerprint; the report marks a
+    table whose cells come from more than one), `made_by/<stage>` (the commit); and every exception:
+    `reused_across_code/<stage>` (served by `reuse_across_code`: the commit and code that made it),
+    `libraries_differ/<stage>` (a hit made under other library versions)."""
+    tags: dict[str, str] = {}
+    reused = []
+    for name, res in stages.items():
+        made = res.made_by or {}
+        code = (made.get("code") or {}).get("fingerprint")
+        if code:
+            tags[f"code/{name}"] = code
+        if made.get("commit"):
+            tags[f"made_by/{name}"] = made["commit"] + ("+dirty" if made.get("dirty") else "")
+        if res.reused:
+            reused.append(name)
+            tags[f"reused_across_code/{name}"] = f"commit {made.get('commit', 'unknown')}, code {code}"
+        if res.libraries_differ:
+            tags[f"libraries_differ/{name}"] = ", ".join(f"{k} {v}" for k, v in res.libraries_differ.items())[:4000]
+    if reused:
+        tags["reused_across_code"] = ",".join(reused)
+    return tags

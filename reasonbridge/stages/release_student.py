@@ -4,7 +4,10 @@ Pre-trains the student of `python run.py` (plus any Hydra overrides given, e.g. 
 from scratch, or packages a student stage already built (`--from-stage <cache>/student/<key>`,
 checked to have been built with the same config), into reasonbridge/student/released/organism/
 with every file's SHA-256. Commit that folder: runs whose student config matches then copy it
-instead of pre-training (reasonbridge/student/release.py).
+instead of pre-training (reasonbridge/student/release.py), while the student stage's code is the code
+that built it. `--restamp` records the shipped release as made by the current code without
+pre-training, for a code change its releaser knows leaves the student as it is (the previous
+provenance stays in release.json under `restamped`).
 """
 from __future__ import annotations
 
@@ -16,14 +19,19 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from reasonbridge.config import CONF_DIR, register_configs
-from reasonbridge.stages.context import VERSIONS, RunContext
+from reasonbridge.cache.code import code_fingerprint
+from reasonbridge.stages.context import STAGE_CODE, RunContext
 from reasonbridge.stages.student import release_config, tiny_config, tiny_model
-from reasonbridge.student.release import RELEASE_DIR, write_release
+from reasonbridge.cache.code import provenance
+from reasonbridge.student.release import RELEASE_DIR, restamp, write_release
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from-stage", type=Path, help="a built student stage folder to package")
+    parser.add_argument("--restamp", action="store_true",
+                        help="record the shipped release as made by this code, without pre-training (for a code "
+                             "change you know leaves the student as it is; the old provenance is kept)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
@@ -34,15 +42,26 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("only the organism's tiny student is released (model=tiny, pool.suite=organism)")
     ctx = RunContext(cfg)
     config = tiny_config(ctx, cfg.model.tiny)
+    if args.restamp:
+        try:
+            restamp(release_config(config), provenance(STAGE_CODE["student"]))
+        except (RuntimeError, ValueError) as e:
+            parser.error(str(e))
+        print(f"restamped {RELEASE_DIR} as made by code {code_fingerprint(STAGE_CODE['student'])}; commit that folder")
+        return
     if args.from_stage is not None:
-        built = json.loads((args.from_stage / "stage.json").read_text())["config"]
-        if release_config(built) != release_config(config):
+        built = json.loads((args.from_stage / "stage.json").read_text())
+        if release_config(built["config"]) != release_config(config):
             parser.error(f"{args.from_stage} was built with another config than this one")
+        made = ((built.get("made_by") or {}).get("code") or {}).get("fingerprint")
+        if made != code_fingerprint(STAGE_CODE["student"]):
+            parser.error(f"{args.from_stage} was built by other code (code {made}, now "
+                         f"{code_fingerprint(STAGE_CODE['student'])}): release a student this code builds")
         stage_dir = args.from_stage
     else:
         _, compute = tiny_model(ctx, cfg.model.tiny)
         stage_dir = ctx.stage("student", config, {}, compute).path
-    manifest = write_release(stage_dir, release_config(config), VERSIONS["student"])
+    manifest = write_release(stage_dir, release_config(config))
     print(f"released {stage_dir} -> {RELEASE_DIR} ({len(manifest['files'])} files); commit that folder")
 
 

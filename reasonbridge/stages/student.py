@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Callable
 
 from reasonbridge.cache import StageResult, write_json_atomic
-from reasonbridge.stages.context import VERSIONS, RunContext, config_slice
-from reasonbridge.student.release import RELEASE_DIR, copy_release, find_release
+from reasonbridge.cache.code import code_fingerprint
+from reasonbridge.stages.context import STAGE_CODE, RunContext, config_slice
+from reasonbridge.student.release import (RELEASE_DIR, copy_release, find_release, release_fingerprint,
+                                          release_made_by)
 
 log = logging.getLogger("reasonbridge.pipeline")
 
@@ -55,14 +57,14 @@ def tiny_model(ctx: RunContext, tiny) -> tuple[dict, Callable[[Path], None]]:
     config = tiny_config(ctx, tiny)
     seed = config["seed"]
 
-    def compute(out: Path) -> None:
+    def compute(out: Path) -> dict | None:
         # only the organism's student is released: another suite's config never matches
-        release = find_release(release_config(config), VERSIONS["student"]) if tiny.use_release else None
+        release = usable_release(ctx, config) if tiny.use_release else None
         if release is not None:
             info = copy_release(release, out / "model")
             write_json_atomic(out / "student.json", {**info, "released": True})
             log.info("student: the released pre-trained student (%s), not pre-trained again", RELEASE_DIR)
-            return
+            return {"made_by": release_made_by(release)}  # the release's provenance, not this run's
         if cfg.pool.suite == "organism":
             from reasonbridge.student.organism_student import build_organism_student as build
         else:
@@ -73,4 +75,25 @@ def tiny_model(ctx: RunContext, tiny) -> tuple[dict, Callable[[Path], None]]:
                                                  "pretrain_final_loss": info["pretrain"]["history"][-1]["loss"],
                                                  "fact_accuracy": info["fact_accuracy"],
                                                  "skills": info.get("skills", {}), "cpu": info.get("cpu", {})})
+        return None
     return config, compute
+
+
+def usable_release(ctx: RunContext, config: dict) -> dict | None:
+    """The release manifest when it was built with this config by this code (the student stage's
+    code fingerprint), or by other code when `reuse_across_code` names the student; else None."""
+    release = find_release(release_config(config))
+    if release is None:
+        return None
+    made, now = release_fingerprint(release), code_fingerprint(STAGE_CODE["student"])
+    if made == now:
+        return release
+    if {"student", "all"} & set(ctx.cfg.get("reuse_across_code") or ()):
+        log.warning("student: using the released student although it was built by other code (commit %s, code %s; "
+                    "now %s), because reuse_across_code names student", release_made_by(release).get("commit"),
+                    made, now)
+        return release
+    log.warning("student: the released student (%s) was built by other code (code %s, now %s): pre-training from "
+                "scratch. `python -m reasonbridge.stages.release_student` releases this code's student; "
+                "reuse_across_code=[student] uses the old one", RELEASE_DIR, made, now)
+    return None

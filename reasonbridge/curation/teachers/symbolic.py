@@ -12,6 +12,7 @@ import json
 import random
 from typing import Callable
 
+from reasonbridge.cache.code import code_fingerprint
 from reasonbridge.curation import organism
 from reasonbridge.curation.synthetic import MAX_VALUE, apply_op, inverse_check, step_ancestors
 from reasonbridge.answers import extract_boxed
@@ -99,9 +100,10 @@ class SymbolicTeacher:
         self.defect_rate, self.seed = defect_rate, seed
         self.corrections, self.rechecks, self.flawed_retry = corrections, rechecks, flawed_retry
         self.phrases, self.cite = phrases or {}, dict(cite or {})
-        # the organism renders its own traces: a new organism version must not reuse cached ones
+        # the teacher is a program: the ledger serves a trace only to the code that wrote it (this
+        # module, the organism, everything they import), as the stage cache does
         self.identity = {"name": self.name, "defect_rate": defect_rate, "seed": seed, "format": TRACE_FORMAT,
-                         "organism": organism.VERSION}
+                         "organism": organism.VERSION, "code": code_fingerprint(__name__)}
         if corrections or rechecks:
             self.identity.update(corrections=corrections, rechecks=rechecks, phrases=self.phrases, cite=self.cite)
         if flawed_retry:
