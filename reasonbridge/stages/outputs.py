@@ -86,6 +86,8 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
         if name == "eval" or name.startswith("eval/"):
             for pred in sorted((res.path / "predictions").rglob("*.jsonl")):
                 sub = pred.parent.relative_to(res.path).as_posix()  # predictions or predictions/lm_eval
+                if name.endswith("/without_interventions"):  # the baseline of the interventions' effect
+                    sub = f"without_interventions/{sub}"  # apart: the report reads predictions/ as the run's
                 logger.log_artifact(pred, sub)
                 used = sorted({r["isolation"] for r in read_jsonl(pred) if r.get("isolation")})
                 if used:
