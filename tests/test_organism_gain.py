@@ -47,6 +47,8 @@ def test_the_reasonbridge_row_on_the_organism_beats_the_base(organism_rows):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 22: on organism v10, GII at 4 costs the hierarchical-adapter student "
+                   "1-3 points (docs/organism.md); when this passes, GII helps: drop the mark")
 def test_guided_interventions_help_the_trained_student_they_intervene_on(organism_rows):
     _, trained = organism_rows
     plain = next(label for label in trained.stages if label.endswith("/without_interventions"))

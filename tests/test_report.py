@@ -212,7 +212,7 @@ def test_table3_from_training_runs(store, store_uri, tmp_path):
     out = tmp_path / "reports"
     build_report(out, tracking_uri=store_uri, n_boot=200, tables=["table3"])
     t3 = cells(out, "table3")
-    assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full), hierarchical loss"
+    assert t3[("tiny", "reasonbridge_no_gii", "adapter_dim")]["text"] == "64 (full)"
     assert t3[("tiny", "reasonbridge_no_gii", "learning_rate")]["text"] == "5e-3"
     assert float(t3[("tiny", "reasonbridge_no_gii", "params_modified_pct")]["ours"]) == pytest.approx(1.25)
     hours = t3[("tiny", "reasonbridge_no_gii", "training_hours")]
