@@ -119,7 +119,7 @@ def _record(tokenizer, row: _Row, strategy: Strategy) -> dict:
         "tokens": row.generated,
         "hit_limit": row.stop == "max_new_tokens",
         "stop": row.stop,
-        "interventions": ep.counts() if strategy.intervenes else {},  # none keeps the plain record
+        "interventions": ep.counts() if strategy.name != "none" else {},  # none keeps the plain record
         "intervention_log": ep.interventions,
         "states": ep.states,
         "budget_exhausted": ep.budget_exhausted,

@@ -79,7 +79,7 @@ def generate_vllm(model, tokenizer, prompts: list[str], problems: list[str], str
         return [{
             "output": tokenizer.decode(tokenizer.encode(s.text, add_special_tokens=False), skip_special_tokens=True),
             "tokens": s.generated, "hit_limit": s.stop == "max_new_tokens", "stop": s.stop,
-            "interventions": s.episode.counts() if strategy.intervenes else {}, "intervention_log": s.episode.interventions,
+            "interventions": s.episode.counts() if strategy.name != "none" else {}, "intervention_log": s.episode.interventions,
             "states": s.episode.states, "budget_exhausted": s.episode.budget_exhausted,
             "conditioned_on": tokenizer.decode(s.prompt_ids, skip_special_tokens=False) + s.text,
             "stop_tokens": [eos],
