@@ -16,8 +16,9 @@ from reasonbridge.stages.context import RunContext, config_slice, student_path
 def inference_identity(icfg) -> dict:
     """The inference config an eval is keyed on. A strategy that can never inject anything drops
     its phrases, so the no-intervention baselines of GII and budget forcing are one cached eval."""
+    from reasonbridge.inference.strategies import build_strategy
     config = config_slice(icfg)
-    if not icfg.max_interventions and not icfg.min_thinking_tokens:
+    if not build_strategy(icfg).intervenes:
         for name in ("phrases", "cite", "intervention_format"):
             config.pop(name, None)
     return config
