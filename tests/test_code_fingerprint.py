@@ -216,8 +216,8 @@ def test_a_release_is_used_only_by_the_code_that_built_it(tmp_path, monkeypatch,
     cfg = micro_cfg()
     ctx = RunContext(cfg)
     config = student_stage.tiny_config(ctx, cfg.model.tiny)
-    monkeypatch.setattr(release, "RELEASE_DIR", tmp_path / "released")
-    release.write_release(stage_dir, student_stage.release_config(config))
+    monkeypatch.setattr(release, "RELEASES", tmp_path / "released")
+    release.write_release(stage_dir, student_stage.release_config(config), root=tmp_path / "released" / "organism")
     assert student_stage.usable_release(ctx, config) is not None
 
     other = copy_package(tmp_path / "other")

@@ -41,3 +41,26 @@ def test_an_altered_release_file_is_refused(tmp_path):
     (root / "model" / "tokenizer.json").write_text("{}")
     with pytest.raises(RuntimeError, match="tokenizer.json: missing or altered"):
         copy_release(manifest, tmp_path / "bad", root=root)
+
+
+def test_each_size_of_the_family_has_its_own_release_folder(tmp_path, monkeypatch):
+    from reasonbridge.student import release
+    assert release.release_dir("tiny") == RELEASE_DIR
+    assert release.release_dir("tiny_large").name == "organism-large"
+    monkeypatch.setattr(release, "RELEASES", tmp_path)
+    shutil.copytree(RELEASE_DIR, tmp_path / "organism-other")
+    found = release.find_release(_release_key())
+    assert found is not None and release.release_root(found) == tmp_path / "organism-other"
+    assert release.ROOT_KEY not in json.loads((tmp_path / "organism-other" / "release.json").read_text())
+
+
+def test_a_derived_context_builds_a_second_model_beside_the_student():
+    """A teacher assistant or teacher language model: the run's config with its own model node, the
+    same cache and results, its stages named apart."""
+    cfg = compose_config([])
+    ctx = RunContext(cfg)
+    sub = ctx.derived("assistant", model=compose_config(["model=tiny_large"]).model)
+    assert (sub.cfg.model.name, sub.cfg.model.tiny.hidden_size, ctx.cfg.model.tiny.hidden_size) == ("tiny_large", 128, 64)
+    assert sub.cache is ctx.cache and sub.result is ctx.result and sub.prefix == "assistant/"
+    assert tiny_config(sub, sub.cfg.model.tiny) != tiny_config(ctx, cfg.model.tiny)
+    assert sub.cfg.model.tiny.drills == cfg.model.tiny.drills  # the same recipe

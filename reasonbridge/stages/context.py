@@ -2,6 +2,7 @@
 stage's key is made from its config slice, its upstream artifacts' contents and its code."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -57,6 +58,23 @@ class RunContext:
         self.result = PipelineResult()
         self.eval_model: tuple | None = None  # (model, tokenizer), loaded by the first evaluation
         self.joint_done = False  # every pending benchmark was generated and judged in one pass
+        self.prefix = ""  # a derived context's stages are named <prefix>/<stage> in the results
+
+    def derived(self, prefix: str, **nodes) -> "RunContext":
+        """A context for a second model of the run (a teacher language model, a teacher assistant):
+        the run's config with ``nodes`` (e.g. ``model=``, ``adapters=``, ``train=``) in place of its
+        own, the same stage cache and results, its stages named ``<prefix>/<stage>`` there. Its
+        stages are keyed like any other, on their own config slices."""
+        cfg = self.cfg.copy()
+        for key, node in nodes.items():
+            schema = OmegaConf.get_type(cfg, key)  # replaced whole, not merged: the schema's defaults, then node
+            base = OmegaConf.structured(schema) if dataclasses.is_dataclass(schema) else OmegaConf.create({})
+            OmegaConf.update(cfg, key, OmegaConf.merge(base, config_slice(node)), merge=False)
+        child = RunContext.__new__(RunContext)
+        child.__dict__.update(self.__dict__)
+        child.cfg, child.eval_model, child.joint_done = cfg, None, False
+        child.prefix = f"{self.prefix}{prefix}/"
+        return child
 
     def key(self, name: str, config, upstream: dict[str, StageResult], code: bool = True) -> str:
         """Stage ``name``'s key: its config, what it reads (each upstream artifact's contents) and,
@@ -71,9 +89,10 @@ class RunContext:
         res = self.cache.run(name, key, compute,
                              meta={"config": config_slice(config), "upstream": {k: v.key for k, v in upstream.items()}},
                              made_by=provenance(STAGE_CODE[name]), base=self.key(name, config, upstream, code=False))
-        log.info("stage %-9s %s (%s, %.1fs)", label or name, res.key,
+        label = f"{self.prefix}{label or name}"
+        log.info("stage %-9s %s (%s, %.1fs)", label, res.key,
                  "reused across code" if res.reused else "cached" if res.hit else "computed", res.seconds)
-        self.result.stages[label or name] = res
+        self.result.stages[label] = res
         preemption.at_safe_point()  # a signal that came during the stage's last moments
         return res
 

@@ -3,7 +3,8 @@
 Pre-trains the student of `python run.py` (plus any Hydra overrides given, e.g. `model.tiny.seed=1`)
 from scratch, or packages a student stage already built (`--from-stage <cache>/student/<key>`,
 checked to have been built with the same config), into reasonbridge/student/released/organism/
-with every file's SHA-256. Commit that folder: runs whose student config matches then copy it
+with every file's SHA-256 (another size of the family, `model=tiny_large` or `model=tiny_small`, into
+organism-large/ or organism-small/ beside it). Commit that folder: runs whose student config matches then copy it
 instead of pre-training (reasonbridge/student/release.py), while the student stage's code is the code
 that built it. `--restamp` records the shipped release as made by the current code without
 pre-training, for a code change its releaser knows leaves the student as it is (the previous
@@ -23,7 +24,7 @@ from reasonbridge.cache.code import code_fingerprint
 from reasonbridge.stages.context import STAGE_CODE, RunContext
 from reasonbridge.stages.student import release_config, tiny_config, tiny_model
 from reasonbridge.cache.code import provenance
-from reasonbridge.student.release import RELEASE_DIR, restamp, write_release
+from reasonbridge.student.release import release_dir, restamp, write_release
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,15 +40,17 @@ def main(argv: list[str] | None = None) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*args.overrides, "model.tiny.use_release=false"])
     if cfg.model.source != "tiny" or cfg.pool.suite != "organism":
-        parser.error("only the organism's tiny student is released (model=tiny, pool.suite=organism)")
+        parser.error("only the organism's tiny models are released (model=tiny|tiny_small|tiny_large, "
+                     "pool.suite=organism)")
     ctx = RunContext(cfg)
     config = tiny_config(ctx, cfg.model.tiny)
+    root = release_dir(cfg.model.name)
     if args.restamp:
         try:
-            restamp(release_config(config), provenance(STAGE_CODE["student"]))
-        except (RuntimeError, ValueError) as e:
+            restamp(release_config(config), provenance(STAGE_CODE["student"]), root=root)
+        except (RuntimeError, ValueError, FileNotFoundError) as e:
             parser.error(str(e))
-        print(f"restamped {RELEASE_DIR} as made by code {code_fingerprint(STAGE_CODE['student'])}; commit that folder")
+        print(f"restamped {root} as made by code {code_fingerprint(STAGE_CODE['student'])}; commit that folder")
         return
     if args.from_stage is not None:
         built = json.loads((args.from_stage / "stage.json").read_text())
@@ -61,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         _, compute = tiny_model(ctx, cfg.model.tiny)
         stage_dir = ctx.stage("student", config, {}, compute).path
-    manifest = write_release(stage_dir, release_config(config))
-    print(f"released {stage_dir} -> {RELEASE_DIR} ({len(manifest['files'])} files); commit that folder")
+    manifest = write_release(stage_dir, release_config(config), root=root)
+    print(f"released {stage_dir} -> {root} ({len(manifest['files'])} files); commit that folder")
 
 
 if __name__ == "__main__":

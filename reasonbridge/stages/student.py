@@ -10,8 +10,8 @@ from typing import Callable
 from reasonbridge.cache import StageResult, write_json_atomic
 from reasonbridge.cache.code import code_fingerprint
 from reasonbridge.stages.context import STAGE_CODE, RunContext, config_slice
-from reasonbridge.student.release import (RELEASE_DIR, copy_release, find_release, release_fingerprint,
-                                          release_made_by)
+from reasonbridge.student.release import (copy_release, find_release, release_fingerprint, release_made_by,
+                                          release_root)
 
 log = logging.getLogger("reasonbridge.pipeline")
 
@@ -58,12 +58,12 @@ def tiny_model(ctx: RunContext, tiny) -> tuple[dict, Callable[[Path], None]]:
     seed = config["seed"]
 
     def compute(out: Path) -> dict | None:
-        # only the organism's student is released: another suite's config never matches
+        # only the organism's models are released (reasonbridge/student/released/): another suite's never matches
         release = usable_release(ctx, config) if tiny.use_release else None
         if release is not None:
             info = copy_release(release, out / "model")
             write_json_atomic(out / "student.json", {**info, "released": True})
-            log.info("student: the released pre-trained student (%s), not pre-trained again", RELEASE_DIR)
+            log.info("student: the released pre-trained model (%s), not pre-trained again", release_root(release))
             return {"made_by": release_made_by(release)}  # the release's provenance, not this run's
         if cfg.pool.suite == "organism":
             from reasonbridge.student.organism_student import build_organism_student as build
@@ -95,5 +95,5 @@ def usable_release(ctx: RunContext, config: dict) -> dict | None:
         return release
     log.warning("student: the released student (%s) was built by other code (code %s, now %s): pre-training from "
                 "scratch. `python -m reasonbridge.stages.release_student` releases this code's student; "
-                "reuse_across_code=[student] uses the old one", RELEASE_DIR, made, now)
+                "reuse_across_code=[student] uses the old one", release_root(release), made, now)
     return None

@@ -17,8 +17,15 @@ import json
 import shutil
 from pathlib import Path
 
-RELEASE_DIR = Path(__file__).parent / "released" / "organism"
+RELEASES = Path(__file__).parent / "released"
+RELEASE_DIR = RELEASES / "organism"  # the default student's (model=tiny); other sizes beside it
 MANIFEST = "release.json"
+
+
+def release_dir(model_name: str) -> Path:
+    """Where the release of a tiny model config group entry lives: ``organism`` for the default
+    ``model=tiny``, ``organism-large`` for ``model=tiny_large`` and so on."""
+    return RELEASE_DIR if model_name == "tiny" else RELEASES / f"organism-{model_name.removeprefix('tiny_')}"
 
 
 def sha256(path: Path) -> str:
@@ -30,16 +37,26 @@ def _plain(obj) -> str:
 
 
 def find_release(config: dict, root: Path | None = None) -> dict | None:
-    """The release manifest when ``root`` holds a student built with exactly this stage config;
-    None when there is none or it was built with another. Whether it was built by this code:
-    `release_fingerprint`."""
-    path = (root or RELEASE_DIR) / MANIFEST
-    if not path.exists():
-        return None
-    manifest = json.loads(path.read_text())
-    if _plain(manifest.get("config")) != _plain(config):
-        return None
-    return manifest
+    """The release manifest when ``root`` (default: any folder under released/) holds a model built
+    with exactly this stage config; None when there is none or it was built with another. Whether it
+    was built by this code: `release_fingerprint`. Where it was found: `release_root`."""
+    roots = [root] if root is not None else sorted(p for p in RELEASES.iterdir() if p.is_dir())
+    for folder in roots:
+        path = folder / MANIFEST
+        if not path.exists():
+            continue
+        manifest = json.loads(path.read_text())
+        if _plain(manifest.get("config")) == _plain(config):
+            return {**manifest, ROOT_KEY: str(folder)}
+    return None
+
+
+ROOT_KEY = "_found_in"  # set by find_release, never written
+
+
+def release_root(manifest: dict) -> Path:
+    """The folder a manifest from `find_release` was found in."""
+    return Path(manifest.get(ROOT_KEY) or RELEASE_DIR)
 
 
 def release_made_by(manifest: dict) -> dict:
@@ -85,7 +102,7 @@ def restamp(config: dict, made_by: dict, root: Path | None = None) -> dict:
 def copy_release(manifest: dict, out: Path, root: Path | None = None) -> dict:
     """Copy the released model folder to ``out`` after checking every file's hash; returns the
     student info it was released with."""
-    root = root or RELEASE_DIR
+    root = root or release_root(manifest)
     out.mkdir(parents=True, exist_ok=True)
     for name, digest in manifest["files"].items():
         src = root / "model" / name
