@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox demo demo-smollm2 test test-fast ui clean clean-all report sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
+.PHONY: help install sandbox demo demo-smollm2 test test-fast ui clean clean-all report paper sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ test-fast: install ## run the tests without the slow end-to-end ones
 report: install ## tables 1-4 and the scaling figure from the MLflow runs into reports/ (rows not run say so)
 	$(PY) -m reasonbridge.report
 	@echo "Open reports/README.md."
+
+SEEDS ?= 0,1,2
+paper: install ## every table and figure on the organism, seeds SEEDS (0,1,2), then the report; a line per row; ARGS= adds overrides
+	$(PY) -m reasonbridge.paper --seeds $(SEEDS) $(ARGS)
 
 # `make sweep-table2 ARGS="model=qwen2.5_coder_14b benchmark=aime24,math500,gpqa_diamond"` adds overrides
 sweep-table1: install ## Table 1 rows (base, + ReasonBridge, + w/ GII) for one student; ARGS= adds overrides
