@@ -32,6 +32,15 @@ def test_the_default_student_config_is_the_released_one():
     assert find_release(_release_key(["seed=3"])) is not None  # one student for every run seed
 
 
+@pytest.mark.parametrize("model", ["tiny_small", "tiny_large"])
+def test_each_size_of_the_family_is_released_by_this_code(model):
+    """Table 1's other students and the teacher LM / teacher assistant: shipped like the student."""
+    release = find_release(_release_key([f"model={model}"]))
+    assert release is not None, f"release it: python -m reasonbridge.stages.release_student model={model}"
+    assert release_fingerprint(release) == code_fingerprint(STAGE_CODE["student"]), \
+        f"restamp it: python -m reasonbridge.stages.release_student --restamp model={model}"
+
+
 def test_an_altered_release_file_is_refused(tmp_path):
     root = tmp_path / "release"
     shutil.copytree(RELEASE_DIR, root)
