@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+
+from reasonbridge.progress import progress_bar
 
 
 @torch.inference_mode()
@@ -42,7 +43,7 @@ def in_length_batches(model, prompts: list[str], batch_size: int, run: Callable[
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[dict | None] = [None] * len(prompts)
     model.eval()
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(total=len(prompts), desc=desc, disable=not progress)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         for i, record in zip(idx, run(idx)):

@@ -22,10 +22,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from reasonbridge import preemption
+from reasonbridge.progress import progress_bar
 from reasonbridge.training.checkpoint import rng_state, set_rng_state
 from reasonbridge.training.data import IGNORE, EpochPermutation, collate
 from reasonbridge.training.loss import hierarchical_loss
@@ -150,7 +150,7 @@ def _train(model, examples: list[dict], settings: TrainSettings, *, pad_id: int,
 
     window: dict[str, list[float]] = {}
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=state["step"], desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(total=total_steps, initial=state["step"], desc=desc, disable=not progress)
     while state["step"] < total_steps:
         sampler.epoch = state["epoch"]
         sampler.skip = state["micro_in_epoch"] * settings.batch_size * accelerator.num_processes
