@@ -115,6 +115,12 @@ class TeacherConfig:
 
 
 @dataclass
+class HoldOutConfig:
+    domains: list[str] = field(default_factory=list)  # domain codes no pool problem is drawn from
+    min_steps: Optional[int] = None  # no pool problem has this many operations or more
+
+
+@dataclass
 class PoolConfig:
     name: str = "synthetic"
     # synthetic pools: "organism" (closed-world indexed arithmetic, the embedded default) or
@@ -139,6 +145,9 @@ class PoolConfig:
     decontam_ngram: int = 20
     # for problems without a domain: "rules" (keyword rules) or "teacher" (the LLM teacher, via its cache)
     domain_classifier: str = "rules"
+    # synthetic pools: kinds of problem the pool leaves out, so that a generalization benchmark
+    # (Table 4 on the organism: conf/benchmark/organism_*.yaml) asks what no trace ever showed
+    hold_out: HoldOutConfig = field(default_factory=lambda: HoldOutConfig())
 
 
 @dataclass
@@ -312,6 +321,14 @@ class BenchmarkConfig:
     name: str = "synthetic"
     size: Optional[int] = 250  # the first `size` problems of the file (synthetic: generated); null = all
     difficulties: list[int] = field(default_factory=lambda: [1, 5])  # synthetic only
+    # source=synthetic (the organism's generalization benchmarks): problems generated from the suite's
+    # held-out split like `synthetic`, from these domains (null: the suite's), with each problem's
+    # operation words drawn from `mix` domains at once (1: one domain's words, as in the pool)
+    domains: Optional[list[str]] = None
+    mix: int = 1
+    # a generalization benchmark: no pool problem may be of its kind (domains, difficulties, mix);
+    # the pool stage checks it and stops with what pool.hold_out to set
+    held_out: bool = False
     # file: a local .jsonl/.json/.csv/.parquet in the public dataset's own format (`path`, read
     # through `fields`: canonical name -> the file's column); hub: `datasets.load_dataset(hub, hub_config)`
     source: str = "file"
@@ -457,7 +474,7 @@ CHOICES = {
     "train.retracted": ("mask", "learn"),
     "train.precision": ("auto", "bf16", "fp32"),
     "inference.backend": ("hf", "vllm"),
-    "benchmark.source": ("file", "hub"),
+    "benchmark.source": ("file", "hub", "synthetic"),
     "benchmark.checker": ("auto", "exact", "math", "integer", "choice", "bbh", "code"),
 }
 
@@ -465,6 +482,11 @@ CHOICES = {
 VLLM_INSTALL_HINT = ("inference.backend=vllm needs vLLM, which is not installed: `pip install 'reasonbridge[vllm]'` "
                      "(a CUDA machine), or use inference.backend=hf")
 MIN_TINY_VOCAB = 2325  # 2,000 number tokens + the byte alphabet + specials + some word pieces
+
+
+def generated_benchmark(bcfg) -> bool:
+    """A benchmark generated from the synthetic suite (`synthetic`, or an option with source=synthetic)."""
+    return bcfg.name == "synthetic" or bcfg.get("source") == "synthetic"
 
 
 def validate(cfg: DictConfig) -> None:
@@ -499,7 +521,13 @@ def validate(cfg: DictConfig) -> None:
             fail(key, "must be [low, high] with 1 <= low <= high <= 5")
     if cfg.benchmark.size is not None and cfg.benchmark.size <= 0:
         fail("benchmark.size", "must be > 0 or null (all problems)")
-    if cfg.benchmark.name == "synthetic" and cfg.benchmark.size is None:
+    hold = cfg.pool.hold_out
+    lo, hi = cfg.pool.difficulties
+    if hold.min_steps is not None and not lo < hold.min_steps <= hi:
+        fail("pool.hold_out.min_steps", f"must be null or in [{lo + 1}, {hi}] (within pool.difficulties, above its low end)")
+    if cfg.benchmark.mix < 1:
+        fail("benchmark.mix", "must be >= 1 (the number of domains whose words one problem mixes)")
+    if generated_benchmark(cfg.benchmark) and cfg.benchmark.size is None:
         fail("benchmark.size", "the synthetic benchmark is generated: it needs a size")
     if cfg.benchmark.name == "lm_eval" and not cfg.benchmark.task:
         fail("benchmark.task", "benchmark=lm_eval needs an lm-eval task name (e.g. gsm8k, or reasonbridge_math500)")

@@ -66,8 +66,12 @@ def problem_text(quantity: str, start: int, steps: list[dict]) -> str:
     return " ".join([quantity, str(start)] + [s["what"] for s in steps] + ["?"])
 
 
-def draft(code: str, difficulty: int, rng: random.Random) -> dict:
-    """One problem of the domain with ``difficulty`` operations."""
+def draft(code: str, difficulty: int, rng: random.Random, also: tuple[str, ...] = ()) -> dict:
+    """One problem of the domain with ``difficulty`` operations; with ``also`` (other domains' codes),
+    each operation is worded by one of these domains or this one at random (a problem that mixes
+    domains' words, which no single-domain trace shows)."""
+    if also:
+        return _draft_mixed(code, also, difficulty, rng)
     name, quantity, words = DOMAINS[code]
     x = start = rng.randint(0, MAX_VALUE)
     steps: list[dict] = []
@@ -85,12 +89,35 @@ def draft(code: str, difficulty: int, rng: random.Random) -> dict:
                      "strategy": STRATEGY, "plan": [s["what"] for s in steps], "steps": steps, "check": check}}
 
 
+def _draft_mixed(code: str, also: tuple[str, ...], difficulty: int, rng: random.Random) -> dict:
+    name, quantity, _ = DOMAINS[code]
+    group = (code, *also)
+    ops = {op for c in group for op in DOMAINS[c][2]}
+    x = start = rng.randint(0, MAX_VALUE)
+    steps: list[dict] = []
+    for k in range(difficulty):
+        op, b = _operation(rng, x, dict.fromkeys(ops, ""))
+        word = DOMAINS[rng.choice([c for c in group if op in DOMAINS[c][2]])][2][op]
+        c = apply(x, op, b)
+        steps.append({"a": x, "op": op, "b": b, "result": c, "what": f"{INDEX[difficulty - 1 - k]} {word} {b}",
+                      "a_src": k - 1 if k else None, "b_src": None})
+        x = c
+    last = steps[-1]
+    check = {"a": last["result"], "op": INVERSE[last["op"]], "b": last["b"], "result": last["a"], "what": quantity}
+    mixed = "+".join(DOMAINS[c][0] for c in group)
+    return {"problem": problem_text(quantity, start, steps), "answer": str(x), "domain": code,
+            "domain_name": name, "difficulty": difficulty, "source": "synthetic", "mixed_domains": list(group),
+            "meta": {"suite": SUITE, "template": mixed, "quantity": quantity, "start": start,
+                     "strategy": STRATEGY, "plan": [s["what"] for s in steps], "steps": steps, "check": check}}
+
+
 def generate(n: int, seed: int, *, difficulties=(1, 5), domains=None, id_prefix: str = "org",
              keep: Callable[[str], bool] | None = None, stratified: bool = False,
-             distinct: bool = True) -> list[dict]:
+             distinct: bool = True, mix: int = 1) -> list[dict]:
     """``n`` problems whose text passes ``keep`` (a side of the held-out split), deterministic in
     ``seed``; ``distinct``: no text twice. ``stratified``: equal counts per difficulty and domain
-    (the held-out benchmark); otherwise domain and difficulty are drawn uniformly."""
+    (the held-out benchmark); otherwise domain and difficulty are drawn uniformly. ``mix`` > 1:
+    each problem words its operations with ``mix`` of ``domains`` at once."""
     codes = sorted(DOMAINS if domains is None else {str(d) for d in domains})
     unknown = [c for c in codes if c not in DOMAINS]
     if unknown or not codes:
@@ -98,6 +125,8 @@ def generate(n: int, seed: int, *, difficulties=(1, 5), domains=None, id_prefix:
     lo, hi = (int(d) for d in difficulties)
     if not 1 <= lo <= hi <= MAX_STEPS:
         raise ValueError(f"difficulties must satisfy 1 <= low <= high <= {MAX_STEPS}, got {tuple(difficulties)}")
+    if not 1 <= mix <= len(codes):
+        raise ValueError(f"mix={mix}: a problem can mix the words of 1 to {len(codes)} of the domains {codes}")
     rng = random.Random(seed)
     seen: set[str] = set()
     out: list[dict] = []
@@ -105,7 +134,8 @@ def generate(n: int, seed: int, *, difficulties=(1, 5), domains=None, id_prefix:
         d = lo + i % (hi - lo + 1) if stratified else rng.randint(lo, hi)
         code = codes[i // (hi - lo + 1) % len(codes)] if stratified else rng.choice(codes)
         for _ in range(1000):
-            p = draft(code, d, rng)
+            also = tuple(rng.sample([c for c in codes if c != code], mix - 1)) if mix > 1 else ()
+            p = draft(code, d, rng, also)
             if (not distinct or p["problem"] not in seen) and (keep is None or keep(p["problem"])):
                 break
         else:

@@ -32,12 +32,15 @@ def split_of(problem_text: str) -> str:
 
 def generate_split(n: int, *, seed: int, split: str, id_prefix: str, difficulties=(1, 5),
                    max_operand: int = 20, domains=None, max_rounds: int = 200, suite: str = "word_problems",
-                   stratified: bool = False) -> list[dict]:
+                   stratified: bool = False, mix: int = 1) -> list[dict]:
     """`n` distinct synthetic problems from one side of the split, deterministic in `seed`
-    (`stratified`, organism only: equal counts per difficulty and domain)."""
+    (`stratified`, organism only: equal counts per difficulty and domain; `mix`, organism only:
+    operation words of that many domains in one problem)."""
     if suite == "organism":
         return organism.generate(n, seed, difficulties=difficulties, domains=domains, id_prefix=id_prefix,
-                                 keep=lambda text: split_of(text) == split, stratified=stratified)
+                                 keep=lambda text: split_of(text) == split, stratified=stratified, mix=mix)
+    if mix != 1:
+        raise ValueError("mixing domains' words in one problem (benchmark.mix) is an organism suite option")
     out: list[dict] = []
     seen: set[str] = set()
     for round_ in range(max_rounds):
@@ -55,9 +58,34 @@ def generate_split(n: int, *, seed: int, split: str, id_prefix: str, difficultie
 
 
 def synthetic_benchmark(size: int, *, seed: int, difficulties, max_operand: int, domains,
-                        suite: str = "word_problems") -> list[dict]:
-    return generate_split(size, seed=seed + 101, split="heldout", id_prefix="bench", difficulties=difficulties,
-                          max_operand=max_operand, domains=domains, suite=suite, stratified=True)
+                        suite: str = "word_problems", mix: int = 1, id_prefix: str = "bench") -> list[dict]:
+    return generate_split(size, seed=seed + 101, split="heldout", id_prefix=id_prefix, difficulties=difficulties,
+                          max_operand=max_operand, domains=domains, suite=suite, stratified=True, mix=mix)
+
+
+def problems_of_kind(problems: list[dict], *, domains, difficulties, mix: int) -> int:
+    """How many of ``problems`` are of a generated benchmark's kind: one of its domains (any when
+    null), within its difficulties, and mixing domains' words exactly when it does."""
+    codes = {str(d) for d in domains} if domains else None
+    lo, hi = difficulties
+    return sum(1 for p in problems
+               if (codes is None or str(p.get("domain")) in codes) and lo <= int(p.get("difficulty") or 0) <= hi
+               and bool(p.get("mixed_domains")) == (mix > 1))
+
+
+def held_out_pool_suite(suite: dict, domains: list[str], min_steps: int | None, all_domains) -> dict:
+    """The suite's generator arguments with `pool.hold_out` applied: the held-out domains and every
+    difficulty from `min_steps` up left out, so no pool problem is of a held-out kind."""
+    out = dict(suite)
+    if domains:
+        keep = [d for d in (suite["domains"] or sorted(all_domains)) if d not in {str(x) for x in domains}]
+        if not keep:
+            raise ValueError(f"pool.hold_out.domains={list(domains)} leaves the pool no domain")
+        out["domains"] = keep
+    if min_steps is not None:
+        lo, hi = suite["difficulties"]
+        out["difficulties"] = [lo, min(hi, min_steps - 1)]
+    return out
 
 
 def synthetic_pool(size: int, *, seed: int, difficulties, max_operand: int, domains,

@@ -66,6 +66,10 @@ SPECS: dict[str, BenchmarkSpec] = {
     "bbh": BenchmarkSpec("bbh", BBH_INSTRUCTION, ("problem", "answer")),
     "humaneval": BenchmarkSpec("code", CODE_INSTRUCTION, ("id", "problem", "tests", "entry_point")),
 }
+# The organism's generalization benchmarks (Table 4 on the embedded default): generated like
+# `synthetic` (source=synthetic), each a kind of problem the Table 4 pool holds out.
+ORGANISM_GENERALIZATION = ("organism_seen", "organism_longer", "organism_new_domain", "organism_mixed")
+SPECS.update({name: SPECS["synthetic"] for name in ORGANISM_GENERALIZATION})
 
 
 def spec_of(name: str) -> BenchmarkSpec:

@@ -36,10 +36,11 @@ Scores = dict[str, dict[str, float]]  # seed -> {problem id: score}
 # problems do not. Every other benchmark is read from a file or a hub, the same for every seed
 # (a seed may shuffle a problem's choices; it is still the same problem).
 GENERATED_PER_SEED = ("synthetic", "lm_eval/reasonbridge_synthetic")
+GENERATED_PREFIX = "organism_"  # the organism's generalization benchmarks (conf/benchmark/organism_*.yaml)
 
 
 def problems_shared_across_seeds(benchmark: str) -> bool:
-    return benchmark not in GENERATED_PER_SEED
+    return benchmark not in GENERATED_PER_SEED and not benchmark.startswith(GENERATED_PREFIX)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from reasonbridge.cache import StageResult, write_json_atomic
+from reasonbridge.config import generated_benchmark
 from reasonbridge.io import write_jsonl
 from reasonbridge.stages.context import RunContext, benchmark_label, config_slice
 
@@ -37,7 +38,7 @@ def check_before_work(cfg) -> None:
     """A missing benchmark file fails before any work; so does a code benchmark without a sandbox."""
     from reasonbridge.evaluation.benchmarks import checker_of, resolve_path
     for bcfg in benchmark_configs(cfg):
-        if bcfg.name not in ("synthetic", "lm_eval") and bcfg.source == "file":
+        if bcfg.name != "lm_eval" and not generated_benchmark(bcfg) and bcfg.source == "file":
             resolve_path(bcfg)
         local = local_lm_eval_benchmark(bcfg) if bcfg.name == "lm_eval" else bcfg
         if local is not None and checker_of(local) == "code":
@@ -67,6 +68,9 @@ def benchmark(ctx: RunContext, bcfg) -> StageResult:
     config: dict = {"seed": cfg.seed}
     if bcfg.name == "synthetic":
         config.update(benchmark={k: config_slice(bcfg)[k] for k in ("name", "size", "difficulties")},
+                      suite=ctx.suite_key())
+    elif generated_benchmark(bcfg):
+        config.update(benchmark={k: config_slice(bcfg)[k] for k in ("name", "size", "difficulties", "domains", "mix")},
                       suite=ctx.suite_key())
     elif bcfg.name == "lm_eval":
         config.update(benchmark={"name": "lm_eval", "task": bcfg.task, "size": bcfg.size,
@@ -120,10 +124,15 @@ def _load_problems(ctx: RunContext, bcfg) -> list[dict]:
     if bcfg.name == "lm_eval":
         local = local_lm_eval_benchmark(bcfg)
         return _load_problems(ctx, local) if local is not None else []
-    if bcfg.name == "synthetic":
+    if generated_benchmark(bcfg):
         from reasonbridge.curation.pool import synthetic_benchmark
         s = ctx.suite()
+        if bcfg.name == "synthetic":
+            return synthetic_benchmark(bcfg.size, seed=cfg.seed, difficulties=list(bcfg.difficulties),
+                                       max_operand=s["max_operand"], domains=s["domains"], suite=s["suite"])
+        domains = [str(d) for d in bcfg.domains] if bcfg.domains else s["domains"]
         return synthetic_benchmark(bcfg.size, seed=cfg.seed, difficulties=list(bcfg.difficulties),
-                                   max_operand=s["max_operand"], domains=s["domains"], suite=s["suite"])
+                                   max_operand=s["max_operand"], domains=domains, suite=s["suite"], mix=bcfg.mix,
+                                   id_prefix=bcfg.name)
     from reasonbridge.evaluation.benchmarks import load_benchmark
     return load_benchmark(bcfg, seed=cfg.seed)

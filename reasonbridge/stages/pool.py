@@ -12,6 +12,9 @@ from reasonbridge.stages.context import RunContext, config_slice
 def pool(ctx: RunContext, benches: dict[str, StageResult]) -> StageResult:
     cfg = ctx.cfg
     config = {"pool": config_slice(cfg.pool), "seed": cfg.seed}
+    hold = config["pool"].pop("hold_out")
+    if hold["domains"] or hold["min_steps"] is not None:  # keyed only when set: pools without one keep their keys
+        config["hold_out"] = hold
     if cfg.pool.name == "jsonl":  # the files' contents, not just their names, decide the pool
         from reasonbridge.curation.pool import file_sha256
         config["files"] = {p: file_sha256(Path(p)) for p in cfg.pool.paths}
@@ -37,9 +40,10 @@ def pool(ctx: RunContext, benches: dict[str, StageResult]) -> StageResult:
                                           answer_regex=cfg.pool.answer_regex, base_dir=Path.cwd())
         else:
             problems, _ = synthetic_pool(cfg.pool.size, seed=cfg.seed, exclude_texts=set(bench_texts),
-                                         **ctx.suite())
+                                         **pool_suite(ctx))
         problems, counts = clean_pool(problems, by_bench, near_dup_threshold=cfg.pool.near_dup_threshold,
                                       ngram=cfg.pool.decontam_ngram)
+        counts["held_out_kinds"] = check_held_out(cfg, problems)
         counts["decontamination_unavailable"] = {label: why for label, b in zip(labels, benches.values())
                                                  if (why := decontamination_unavailable(b))}
         if cfg.pool.name == "jsonl" and len(problems) > cfg.pool.size:
@@ -63,3 +67,35 @@ def pool(ctx: RunContext, benches: dict[str, StageResult]) -> StageResult:
         write_jsonl(out / "problems.jsonl", problems)
         write_json_atomic(out / "pool.json", counts)
     return ctx.stage("pool", config, benches, compute)
+
+
+def pool_suite(ctx: RunContext) -> dict:
+    """The generator arguments of the synthetic pool: the suite's, less `pool.hold_out`."""
+    from reasonbridge.curation.pool import held_out_pool_suite
+    hold = ctx.cfg.pool.hold_out
+    if not hold.domains and hold.min_steps is None:
+        return ctx.suite()
+    if ctx.cfg.pool.suite == "organism":
+        from reasonbridge.curation.organism import DOMAINS
+    else:
+        from reasonbridge.problems import DOMAINS
+    return held_out_pool_suite(ctx.suite(), list(hold.domains), hold.min_steps, DOMAINS)
+
+
+def check_held_out(cfg, problems: list[dict]) -> dict[str, int]:
+    """For each generalization benchmark (`held_out: true`), the pool problems of its kind, which must
+    be none: a column that says "never seen in a trace" is checked, not assumed."""
+    from reasonbridge.curation.pool import problems_of_kind
+    from reasonbridge.stages.benchmark import benchmark_configs, benchmark_label
+    out = {}
+    for bcfg in benchmark_configs(cfg):
+        if not bcfg.get("held_out"):
+            continue
+        n = problems_of_kind(problems, domains=bcfg.domains, difficulties=list(bcfg.difficulties), mix=bcfg.mix)
+        if n:
+            raise DataError(f"benchmark {benchmark_label(bcfg)} is held out from the pool (held_out: true), but "
+                            f"{n} pool problems are of its kind (domains {list(bcfg.domains or [])}, "
+                            f"difficulties {list(bcfg.difficulties)}, mix {bcfg.mix}): set pool.hold_out "
+                            "(e.g. experiment=table4 sets domains=[68] and min_steps=5)")
+        out[benchmark_label(bcfg)] = 0
+    return out
