@@ -9,6 +9,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from reasonbridge.report.accounting import RunCount, count_runs
+from reasonbridge.report.claims import build_claims, claims_markdown, write_claims
 from reasonbridge.report.interventions import intervention_lines
 from reasonbridge.report.provenance import mark_code_states
 from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
@@ -63,7 +64,9 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
             if extra:
                 md = out_dir / f"{spec.name}.md"
                 md.write_text(md.read_text() + "\n".join(extra) + "\n")
-    write_index(built, figures, out_dir, uri, len(runs))
+    claims = build_claims(built, n_boot=n_boot)
+    files += write_claims(claims, out_dir)
+    write_index(built, figures, out_dir, uri, len(runs), claims=claims_markdown(claims))
     files += figures + [out_dir / "README.md"]
     used = {r.run_id for t in built for line in t.lines for c in line.cells for r in c.runs}
     return ReportSummary(uri, len(runs), built, files, time.perf_counter() - start,

@@ -203,10 +203,14 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def write_index(tables: list[BuiltTable], figures: list[Path], out_dir: Path, uri: str, n_runs: int) -> None:
+def write_index(tables: list[BuiltTable], figures: list[Path], out_dir: Path, uri: str, n_runs: int,
+                claims: list[str] | None = None) -> None:
     out = ["# Report", "", f"Built by `python -m reasonbridge.report` from {n_runs} finished runs at `{uri}`.",
            "Each table is also in LaTeX (`.tex`) and CSV (`.csv`, one line per cell with its interval and run ids).",
            ""]
+    if claims:  # the paper's claims first: what a reader wants to know before any table
+        out += ["## Claims", "", "Also in [claims.md](claims.md) and [claims.csv](claims.csv) (with run ids).", "",
+                *claims, ""]
     if not uri.startswith(("http://", "https://")):
         out += ["Run links open in the MLflow UI served by `make ui` over the same store.", ""]
     out += ["## Tables", ""]
