@@ -124,7 +124,9 @@ def test_cells_intervals_deltas_and_run_ids(store, store_uri, tmp_path):
     assert t2[("tiny", "full_ft", "synthetic")]["text"] == "not run"
 
     md = (out / "table2.md").read_text()
-    assert "| tiny | w/ Standard LoRA | not run | 41.7 | not run | 86.6 | not run | 53.5 | 75.0 ± " in md
+    # no run has the paper's benchmarks: only their paper values, not a column of "not run"
+    assert "| AIME 2024 (paper; no run) | MATH 500 (paper; no run) |" in md
+    assert "| tiny | w/ Standard LoRA | 41.7 | 86.6 | 53.5 | 75.0 ± " in md
     assert "(Δ+0.0†)" in md and "(Δ−75.0)" in md
     assert "(Δ+0.0†‡)" in md and "‡ Δ over the common seeds only" in md
     assert "(Δ−25.0§)*" in md and "§ Δ unpaired" in md  # rebuilt from acc/n: nothing to pair on

@@ -57,10 +57,24 @@ def ours_text(line: Line, cell: Cell, column: str) -> str:
     return out
 
 
+def _ours_shown(table: BuiltTable, col) -> bool:
+    """Whether a column gets an "ours" sub-column: not for a paper benchmark that no run of the
+    table has while others do (a table of organism runs is not half "not run")."""
+    if not col.in_paper:
+        return True
+    has = {c.column for line in table.lines for c in line.cells if c.runs}
+    return not has or col.key in has
+
+
 def _header(table: BuiltTable) -> list[str]:
     head = ["Student", "Row"]
     for col in table.columns:
-        head += [f"{col.header} (ours)", f"{col.header} (paper)"] if col.in_paper else [col.header]
+        if not col.in_paper:
+            head.append(col.header)
+        elif _ours_shown(table, col):
+            head += [f"{col.header} (ours)", f"{col.header} (paper)"]
+        else:
+            head.append(f"{col.header} (paper; no run)")
     return head
 
 
@@ -69,7 +83,8 @@ def _body(table: BuiltTable) -> list[list[str]]:
     for line in table.lines:
         out = [line.group, line.label]
         for col, cell in zip(table.columns, line.cells):
-            out.append(ours_text(line, cell, col.key))
+            if _ours_shown(table, col):
+                out.append(ours_text(line, cell, col.key))
             if col.in_paper:
                 out.append(_paper(cell, col.key))
         rows.append(out)

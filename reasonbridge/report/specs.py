@@ -41,6 +41,10 @@ class TableSpec:
     # per-student tables: model option -> {"label": ..., row -> values}
     paper: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference_only: list[dict[str, Any]] = field(default_factory=list)
+    # benchmarks the paper's table lacks that our runs measure (the organism's): option -> header
+    measured_columns: dict[str, str] = field(default_factory=dict)
+    # columns that ask what the training data showed (the claims table leaves them out of "new tasks")
+    in_distribution: list[str] = field(default_factory=list)
 
     def model_label(self, model: str) -> str:
         if model == self.paper_model and self.paper_model_label:
@@ -97,7 +101,9 @@ def load_spec(path: Path) -> TableSpec:
                      per_model=bool(_need(data, "per_model", bool, where)), columns=dict(columns), rows=rows,
                      paper_model=data.get("paper_model"),
                      paper_model_label=data.get("paper_model_label"), reference_row=data.get("reference_row"),
-                     paper=dict(data.get("paper") or {}), reference_only=list(data.get("reference_only") or []))
+                     paper=dict(data.get("paper") or {}), reference_only=list(data.get("reference_only") or []),
+                     measured_columns={str(k): str(v) for k, v in (data.get("measured_columns") or {}).items()},
+                     in_distribution=[str(c) for c in data.get("in_distribution") or []])
     row_names = [r.row for r in rows]
     if len(set(row_names)) != len(row_names):
         raise SpecError(f"{where}: field 'rows' names a row twice")

@@ -154,9 +154,10 @@ def _interval_note(columns: list[Column]) -> str:
 
 def _accuracy_table(spec: TableSpec, runs: list[RunRecord], n_boot: int) -> BuiltTable:
     chosen = select(spec, runs)
-    measured = sorted({c for (_, _, c) in chosen} - set(spec.columns))
+    found = {c for (_, _, c) in chosen} - set(spec.columns)
+    measured = [k for k in spec.measured_columns if k in found] + sorted(found - set(spec.measured_columns))
     columns = [Column(k, h, True) for k, h in spec.columns.items()] + [
-        Column(k, f"{k} (measured)", False) for k in measured]
+        Column(k, spec.measured_columns.get(k, f"{k} (measured)"), False) for k in measured]
     models = _models(spec, [r for rs in chosen.values() for r in rs])
     lines: list[Line] = []
     for model in models:
