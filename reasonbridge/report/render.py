@@ -202,12 +202,13 @@ def plot_scaling(table: BuiltTable, out_dir: Path) -> list[Path]:
         ax.set_xlabel("interventions")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # below the axes: a legend never covers a curve or its band
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
     fig.suptitle(spec.title, fontsize=10)
     fig.tight_layout()
     paths = [out_dir / f"{spec.name}.png", out_dir / f"{spec.name}.pdf"]
     for p in paths:
-        fig.savefig(p, dpi=150)
+        fig.savefig(p, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return paths
 
