@@ -89,8 +89,7 @@ def run_plan(plan, seeds: list[int], extra: list[str], log_dir: Path, python: st
         print(f"paper: {sweep.what or sweep.experiment}: {' '.join(cmd[2:])}", file=out, flush=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "w", buffering=1) as log, subprocess.Popen(  # line-buffered: `tail -f` follows it
-            cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                                          stderr=subprocess.STDOUT, text=True, env=env) as proc:
+                cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
             errors = []
             for line in proc.stdout:
                 log.write(line)
