@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                              + ",".join(s.experiment for s in PLAN) + ")")
     parser.add_argument("--log-dir", type=Path, default=ROOT / "outputs" / "paper", help="where each sweep's log goes")
     parser.add_argument("--no-report", action="store_true", help="skip building the report at the end")
+    parser.add_argument("--report-out", type=Path, default=ROOT / "reports", help="the report's folder (default: reports/)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every sweep")
     args = parser.parse_args(argv)
     try:
@@ -134,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     failed = run_plan(plan, seeds, list(args.overrides), args.log_dir)
     if not args.no_report:
-        report = subprocess.run([sys.executable, "-m", "reasonbridge.report"], cwd=ROOT)
+        report = subprocess.run([sys.executable, "-m", "reasonbridge.report", "--out", str(args.report_out)], cwd=ROOT)
         if report.returncode != 0:
             failed.append("report")
         else:
-            print(f"paper: report in {ROOT / 'reports' / 'README.md'}", flush=True)
+            print(f"paper: report in {args.report_out / 'README.md'}", flush=True)
     print(f"paper: {_clock(time.monotonic() - start)} in all"
           + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
     return 1 if failed else 0
