@@ -392,7 +392,7 @@ class DistillConfig:
 class BridgeConfig:
     """The teacher-query budget and, for distill=bridge, how the subset is chosen and by which TA."""
 
-    # < 1: a fraction of the pool; >= 1: a count of teacher queries; 1.0 = the whole pool (today's path)
+    # <= 1: a fraction of the pool (1.0, the default: the whole pool, today's path); > 1: a count of teacher queries
     budget: float = 1.0
     difficulty: bool = True  # rank by the entropy of the TA's sampled answers
     diversity: bool = True  # greedy k-center coverage of the TA's mean hidden states
@@ -708,9 +708,9 @@ def _validate_bridge(cfg: DictConfig, fail) -> None:
     if b is None:
         return
     if not b.budget > 0:
-        fail("bridge.budget", "must be > 0: a fraction of the pool (< 1) or a count of teacher queries (>= 1)")
+        fail("bridge.budget", "must be > 0: a fraction of the pool (<= 1) or a count of teacher queries (> 1)")
     if b.budget > 1 and b.budget != int(b.budget):
-        fail("bridge.budget", "a count of teacher queries (>= 1) must be a whole number")
+        fail("bridge.budget", "a count of teacher queries (> 1) must be a whole number")
     if b.budget > 1 and b.budget > cfg.pool.size:
         fail("bridge.budget", f"asks for more teacher queries than the pool has problems (pool.size={cfg.pool.size})")
     if cfg.distill.name == "bridge":

@@ -11,9 +11,9 @@ import numpy as np
 
 
 def budget_count(budget: float, pool_size: int) -> int:
-    """`bridge.budget` as a number of problems: a fraction of the pool when < 1 (rounded, at least
-    one), else a count; never more than the pool."""
-    n = max(1, round(budget * pool_size)) if budget < 1 else int(budget)
+    """`bridge.budget` as a number of problems: a fraction of the pool up to 1 (rounded, at least
+    one; 1.0 is the whole pool), a count above; never more than the pool."""
+    n = max(1, round(budget * pool_size)) if budget <= 1 else int(budget)
     return min(n, pool_size)
 
 
