@@ -145,3 +145,31 @@ def test_micro_bridge_spends_exactly_the_budget_and_logs_the_curve_points(tmp_pa
     m = MlflowClient(mlflow_uri).get_run(direct.run_id).data.metrics
     assert m["budget/queries"] == 16 and m["teacher/queries"] + m["teacher/cache_hits"] == 16
     assert m["data/parsed"] == 16
+
+
+def test_budget_curve_groups_runs_by_method_and_queries_with_intervals_and_writes_png_pdf_table(tmp_path):
+    from reasonbridge.report.budget import budget_points, plot_budget, write_budget_table
+    from reasonbridge.report.runs import RunRecord
+
+    def run(i, row, seed, queries, correct, bridge=False):
+        metrics = {"acc/synthetic": sum(correct) / len(correct), "budget/queries": queries}
+        if bridge:
+            metrics["bridge/ta_acc/synthetic"] = 0.5
+        if queries == 200:  # the whole pool: today's path logs no budget/queries
+            del metrics["budget/queries"]
+            metrics["data/pool"] = 200
+        r = RunRecord(f"r{i}", "1", i, "bridge", row, "tiny", str(seed), {}, metrics)
+        r.scores["synthetic"] = {str(j): float(c) for j, c in enumerate(correct)}
+        return r
+    runs = [run(0, "direct_5pct", 0, 10, [1, 0, 0, 0]), run(1, "direct_5pct", 1, 10, [1, 1, 0, 0]),
+            run(2, "direct_100pct", 0, 200, [1, 1, 1, 0]), run(3, "bridge_5pct", 0, 10, [1, 1, 1, 1], bridge=True),
+            run(4, "other", 0, 10, [0, 0, 0, 0])]
+    runs[4].table = "table2"  # another table's runs stay out
+    points = budget_points(runs, n_boot=200)
+    assert [(p.method, p.queries, len(p.runs)) for p in points] == [("bridge", 10, 1), ("direct", 10, 2), ("direct", 200, 1)]
+    assert points[1].acc.value == pytest.approx(0.375) and points[1].acc.lo <= 0.375 <= points[1].acc.hi
+    assert points[0].ta_acc == 0.5
+    files = plot_budget(points, tmp_path) + write_budget_table(points, tmp_path)
+    assert all("budget" in f.name and f.stat().st_size > 0 for f in files)
+    assert {f.suffix for f in files} == {".png", ".pdf", ".md", ".csv"}
+    assert "| bridge | synthetic | 10 |" in (tmp_path / "budget_curve.md").read_text()

@@ -64,6 +64,11 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
             if extra:
                 md = out_dir / f"{spec.name}.md"
                 md.write_text(md.read_text() + "\n".join(extra) + "\n")
+    if tables is None or "bridge" in tables:  # the budget curve (issue 24): its own figure and table
+        from reasonbridge.report.budget import build_budget_report
+        budget_files = build_budget_report(client, out_dir, n_boot=n_boot, workers=workers)
+        figures += budget_files[:2]
+        files += budget_files[2:]
     claims = build_claims(built, n_boot=n_boot)
     files += write_claims(claims, out_dir)
     write_index(built, figures, out_dir, uri, len(runs), claims=claims_markdown(claims))
