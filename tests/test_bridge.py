@@ -137,8 +137,10 @@ def test_micro_bridge_spends_exactly_the_budget_and_logs_the_curve_points(tmp_pa
     assert m["teacher/queries"] == 16 == m["budget/queries"] and m["data/pool"] == 64
     assert m["bridge/ta_rationale_s"] > 0 and 0 <= m["bridge/ta_acc/synthetic"] <= 1 and "acc/synthetic" in m
     assert m["data/parsed"] == 64  # the student learns from the TA's rationales for the whole pool
+    answered = sum(json.loads(line)["answer"] is not None
+                   for line in (bridge.stages["ta/rationales"].path / "traces.jsonl").read_text().splitlines())
     train = json.loads((bridge.stages["train"].path / "train.json").read_text())
-    assert train["curriculum"][1] == 64 and train["curriculum"][0] > 0  # the format block, then the traces
+    assert train["curriculum"] == [answered, 64]  # a format example per answered rationale, then the traces
     # direct at the same budget: a random subset, no TA stage; cached answers are not asked again
     direct = run_experiment(compose_config([*common, "bridge.budget=16"]))
     assert "ta/rationales" not in direct.stages and "subset" in direct.stages
