@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox demo demo-smollm2 test test-fast ui clean clean-all report paper sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling slurm-up slurm-down test-slurm
+.PHONY: help install sandbox demo demo-smollm2 test test-fast ui clean clean-all report paper sweep-table1 sweep-table2 sweep-table3 sweep-table4 sweep-scaling sweep-bridge slurm-up slurm-down test-slurm
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ sweep-table4: install ## Table 4 (C.3): base vs + ReasonBridge on the generaliza
 
 sweep-scaling: install ## Figure 4: GII and budget forcing at 0, 2, 4, 6 interventions
 	$(PY) run.py -m experiment=scaling $(ARGS)
+
+sweep-bridge: install ## the budget curve: direct distillation at 1/5/20/100% of the pool, BRIDGE at 1/5% (docs/bridge.md)
+	$(PY) run.py -m experiment=bridge $(ARGS)
 
 ui: install ## serve the MLflow UI over the project's store on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

@@ -265,7 +265,10 @@ class TrainConfig:
     # >1: the train stage runs under `accelerate launch` with this many data-parallel processes
     # (one per GPU of the node; batch_size is per process)
     processes: int = 1
-    accelerate_config: Optional[str] = None  # an `accelerate launch --config_file`, e.g. conf/accelerate/multi_gpu.yaml
+    accelerate_config: Optional[str] = None
+    # none: one shuffled pass over the traces per epoch; instruction_first (BRIDGE's tutoring): each
+    # pass first shows every problem with its answer alone (the format), then the reasoning traces
+    curriculum: str = "none"  # an `accelerate launch --config_file`, e.g. conf/accelerate/multi_gpu.yaml
 
 
 def default_phrases() -> dict[str, list[str]]:
@@ -377,6 +380,29 @@ class PathsConfig:
 
 
 @dataclass
+class DistillConfig:
+    """distill=direct: the teacher writes the traces the student learns from; distill=bridge: a
+    teacher assistant (`bridge.ta`) learns from the teacher's traces of a budgeted subset, then
+    writes the rationales for the whole pool (docs/bridge.md)."""
+
+    name: str = "direct"
+
+
+@dataclass
+class BridgeConfig:
+    """The teacher-query budget and, for distill=bridge, how the subset is chosen and by which TA."""
+
+    # <= 1: a fraction of the pool (1.0, the default: the whole pool, today's path); > 1: a count of teacher queries
+    budget: float = 1.0
+    difficulty: bool = True  # rank by the entropy of the TA's sampled answers
+    diversity: bool = True  # greedy k-center coverage of the TA's mean hidden states
+    samples: int = 4  # answers the TA samples per problem for the entropy
+    temperature: float = 1.0
+    max_new_tokens: int = 64  # per sampled answer
+    ta: ModelConfig = field(default_factory=ModelConfig)  # composed from conf/model/ (model@bridge.ta)
+
+
+@dataclass
 class Config:
     seed: int = 0
     stop_after: Optional[str] = None
@@ -401,6 +427,8 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
 
 
 def register_configs() -> None:
@@ -462,7 +490,8 @@ def _did_you_mean(key: str, known: list[str], path: str, value) -> str:
 
 # Fields whose value names an option of a config group: it must be one of the group's files.
 GROUP_FIELDS = {"teacher.name": "teacher", "pool.name": "pool", "data.name": "data", "adapters.name": "adapters",
-                "inference.name": "inference", "benchmark.name": "benchmark", "diagnostics.name": "diagnostics"}
+                "inference.name": "inference", "benchmark.name": "benchmark", "diagnostics.name": "diagnostics",
+                "distill.name": "distill"}
 # Values a field's code knows; a name outside these fails before any work starts.
 CHOICES = {
     "model.source": ("tiny", "pretrained", "gguf_package", "api"),
@@ -473,6 +502,7 @@ CHOICES = {
     "train.loss": ("auto", "hierarchical", "sft"),
     "train.retracted": ("mask", "learn"),
     "train.precision": ("auto", "bf16", "fp32"),
+    "train.curriculum": ("none", "instruction_first"),
     "inference.backend": ("hf", "vllm"),
     "benchmark.source": ("file", "hub", "synthetic"),
     "benchmark.checker": ("auto", "exact", "math", "integer", "choice", "bbh", "code"),
@@ -508,6 +538,7 @@ def validate(cfg: DictConfig) -> None:
         if stage not in (*STAGES, "reference", "attempts", "all"):
             raise ConfigError(f"invalid config value reuse_across_code: {stage!r} is not a stage "
                               f"{[*STAGES, 'reference', 'attempts', 'all']}")
+    _validate_bridge(cfg, fail)
     if not 0.0 <= cfg.teacher.defect_rate <= 1.0:
         fail("teacher.defect_rate", "must be in [0, 1]")
     for key in ("corrections", "rechecks", "flawed_retry"):
@@ -670,3 +701,22 @@ def _validate_inference(cfg: DictConfig, fail) -> None:
             raise ConfigError(f"invalid config value inference.phrases.{kind}: needs a non-empty list of phrases")
     if not i.answer_marker and not i.think_end:
         fail("inference.answer_marker", "needs a marker (or inference.think_end) that ends thinking")
+
+
+def _validate_bridge(cfg: DictConfig, fail) -> None:
+    b = cfg.get("bridge")
+    if b is None:
+        return
+    if not b.budget > 0:
+        fail("bridge.budget", "must be > 0: a fraction of the pool (<= 1) or a count of teacher queries (> 1)")
+    if b.budget > 1 and b.budget != int(b.budget):
+        fail("bridge.budget", "a count of teacher queries (> 1) must be a whole number")
+    if b.budget > 1 and b.budget > cfg.pool.size:
+        fail("bridge.budget", f"asks for more teacher queries than the pool has problems (pool.size={cfg.pool.size})")
+    if cfg.distill.name == "bridge":
+        if b.samples < 2 and b.difficulty:
+            fail("bridge.samples", "the entropy of the TA's answers needs at least 2 samples")
+        if not b.temperature > 0 or not b.max_new_tokens > 0:
+            fail("bridge.temperature" if not b.temperature > 0 else "bridge.max_new_tokens", "must be > 0")
+        if b.ta.source not in ("tiny", "pretrained", "gguf_package"):
+            fail("bridge.ta.source", "the teacher assistant is trained here: a local model (tiny, pretrained, gguf_package)")

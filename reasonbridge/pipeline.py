@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from reasonbridge.cache import StageResult
 from reasonbridge.config import STOP_ALIASES, validate
 from reasonbridge.errors import Interrupted
-from reasonbridge.stages import attempts, benchmark, checks, data, diagnose, pool, student, traces, train
+from reasonbridge.stages import attempts, benchmark, bridge, checks, data, diagnose, pool, student, traces, train
 from reasonbridge.stages import eval as eval_stage  # `eval`, the stage's name, is a builtin
 from reasonbridge.stages.context import PipelineResult, RunContext, student_path
 
@@ -64,7 +64,9 @@ class Pipeline:
         problems = pool.pool(ctx, benches)
         if self._stop("pool"):
             return self.result
-        written = traces.traces(ctx, problems)
+        evals = list(zip(bcfgs, benches.values()))
+        # distill=bridge, or a teacher budget below the pool: stages/bridge.py; else the teacher writes all
+        written = bridge.teacher_side(ctx, problems, evals) if bridge.budgeted(cfg) else traces.traces(ctx, problems)
         if self._stop("traces"):
             return self.result
         solved = attempts.attempts(ctx, built, problems) if cfg.data.difficulty else {}
@@ -74,7 +76,6 @@ class Pipeline:
         trained = None if cfg.adapters.name == "none" else train.train(ctx, built, selected)
         if self._stop("train"):
             return self.result
-        evals = list(zip(bcfgs, benches.values()))
         eval_stage.evaluate_jointly(ctx, built, trained, evals)
         for bcfg, bench in evals:
             ev = eval_stage.evaluate_benchmark(ctx, built, trained, bench, bcfg)

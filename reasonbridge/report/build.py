@@ -43,7 +43,10 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
                  tracking_uri: str | None = None, tables: list[str] | None = None, n_boot: int = 2000,
                  workers: int = 8) -> ReportSummary:
     start = time.perf_counter()
-    specs = load_specs(experiments_dir, tables)  # a broken definition fails before anything is written
+    budget = tables is None or "bridge" in tables  # the budget curve has no table definition of its own
+    named = [t for t in tables if t != "bridge"] if tables is not None else None
+    # a broken definition fails before anything is written
+    specs = load_specs(experiments_dir, named) if named != [] else []
     uri = tracking_uri or resolve_tracking_uri(configured_uri())
     client = MlflowClient(tracking_uri=uri)
     runs = fetch_runs(client, {s for spec in specs for s in spec.sources})
@@ -64,6 +67,11 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
             if extra:
                 md = out_dir / f"{spec.name}.md"
                 md.write_text(md.read_text() + "\n".join(extra) + "\n")
+    if budget:  # the budget curve (issue 24): its own figure and table
+        from reasonbridge.report.budget import build_budget_report
+        budget_files = build_budget_report(client, out_dir, n_boot=n_boot, workers=workers)
+        figures += budget_files[:2]
+        files += budget_files[2:]
     claims = build_claims(built, n_boot=n_boot)
     files += write_claims(claims, out_dir)
     write_index(built, figures, out_dir, uri, len(runs), claims=claims_markdown(claims))

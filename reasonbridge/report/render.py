@@ -237,9 +237,8 @@ def write_index(tables: list[BuiltTable], figures: list[Path], out_dir: Path, ur
                    f"{filled} of {total} cells from runs; sweep `{t.spec.sweep}`")
     if figures:
         out += ["", "## Figure", ""] + [f"- [{p.name}]({p.name})" for p in figures]
-        png = next((p for p in figures if p.suffix == ".png"), None)
-        if png:
-            out += ["", f"![test-time scaling]({png.name})"]
+        for png in (p for p in figures if p.suffix == ".png"):  # each figure shown, by what it draws
+            out += ["", f"![{'budget curve' if 'budget' in png.name else 'test-time scaling'}]({png.name})"]
     out += ["", "## Runs behind each cell", ""]
     for t in tables:
         cells = [(l, t.columns[i], c) for l in t.lines for i, c in enumerate(l.cells) if c.runs]

@@ -23,7 +23,8 @@ STAGE_CODE = {"student": "reasonbridge.stages.student", "reference": "reasonbrid
               "benchmark": "reasonbridge.stages.benchmark", "pool": "reasonbridge.stages.pool",
               "traces": "reasonbridge.stages.traces", "attempts": "reasonbridge.stages.attempts",
               "data": "reasonbridge.stages.data", "train": "reasonbridge.stages.train",
-              "eval": "reasonbridge.stages.eval", "diagnose": "reasonbridge.stages.diagnose"}
+              "eval": "reasonbridge.stages.eval", "diagnose": "reasonbridge.stages.diagnose",
+              "subset": "reasonbridge.stages.bridge", "rationales": "reasonbridge.stages.bridge"}
 
 
 def config_slice(node) -> dict:

@@ -36,7 +36,9 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
     if "traces" in stages:
         info = json.loads((stages["traces"].path / "teacher.json").read_text())
         if stages["traces"].hit:  # every trace came from the stage cache: no query, no cost in this run
-            metrics.update({"teacher/queries": 0, "teacher/cache_hits": metrics.get("data/pool", 0),
+            asked = (json.loads((stages["subset"].path / "pool.json").read_text())["kept"] if "subset" in stages
+                     else metrics.get("data/pool", 0))  # a budgeted run asked only for its subset
+            metrics.update({"teacher/queries": 0, "teacher/cache_hits": asked,
                             "teacher/cost_usd": 0.0})
         else:
             metrics.update({"teacher/queries": info["queries"], "teacher/cache_hits": info["cache_hits"],

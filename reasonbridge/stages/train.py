@@ -14,6 +14,8 @@ def train(ctx: RunContext, student: StageResult, data: StageResult) -> StageResu
     train_slice = config_slice(cfg.train)
     if train_slice.get("processes") == 1 and not train_slice.get("accelerate_config"):  # keys as before
         train_slice = {k: v for k, v in train_slice.items() if k not in ("processes", "accelerate_config")}
+    if train_slice.get("curriculum") == "none":  # keys as before the option existed
+        train_slice = {k: v for k, v in train_slice.items() if k != "curriculum"}
     config = {"adapters": config_slice(cfg.adapters), "train": train_slice, "seed": cfg.seed}
     upstream = {"student": student, "data": data}
     # The stage computes into a temp folder that is deleted on failure, so resumable

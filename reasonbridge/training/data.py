@@ -91,15 +91,25 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
 
 class EpochPermutation(Sampler):
     """The order `RandomSampler(generator=Generator().manual_seed(seed))` gives in each epoch
-    (one permutation per epoch from one generator), but able to start part-way (resuming)."""
+    (one permutation per epoch from one generator), but able to start part-way (resuming).
 
-    def __init__(self, n: int, seed: int):
+    With ``blocks`` (sizes of consecutive index ranges summing to n, a curriculum), each epoch goes
+    through the blocks in order, shuffled within each."""
+
+    def __init__(self, n: int, seed: int, blocks: tuple[int, ...] | None = None):
         self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
+        if blocks is not None and sum(blocks) != n:
+            raise ValueError(f"curriculum blocks {blocks} do not add up to {n} examples")
+        self.blocks = tuple(blocks) if blocks and len(blocks) > 1 else None
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epoch + 1):
-            perm = torch.randperm(self.n, generator=generator)
+            if self.blocks is None:
+                perm = torch.randperm(self.n, generator=generator)
+            else:
+                starts = [sum(self.blocks[:i]) for i in range(len(self.blocks))]
+                perm = torch.cat([s + torch.randperm(b, generator=generator) for s, b in zip(starts, self.blocks)])
         return iter(perm[self.skip:].tolist())
 
     def __len__(self) -> int:

@@ -77,6 +77,10 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
                             injected=unlabelled_segments(r.get("segments") or [], cfg.train.retracted))
                 for r in rows]
     t = cfg.train
+    blocks = None
+    if t.get("curriculum", "none") == "instruction_first":
+        first = format_examples(tokenizer, rows, t.max_seq_len, hierarchical=loss == "hierarchical")
+        examples, blocks = first + examples, (len(first), len(examples))
     # on CPU: the faster precision (for auto) and thread count, measured on this model and batch;
     # a resumed run keeps the first attempt's choice, so it ends exactly where an uninterrupted one would
     cpu = {}
@@ -98,17 +102,25 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
                       loss_weights=OmegaConf.to_container(t.loss_weights) if OmegaConf.is_config(t.loss_weights)
                       else dict(t.loss_weights),
                       precision=cpu.get("precision", t.precision), gradient_checkpointing=t.gradient_checkpointing,
-                      save_every=t.save_every, checkpoint_dir=checkpoint_dir),
+                      save_every=t.save_every, checkpoint_dir=checkpoint_dir, blocks=blocks),
         pad_id=tokenizer.pad_token_id, seed=cfg.seed, progress=cfg.progress, desc=f"train {cfg.adapters.name}",
         on_step=on_step,
     )
     model = result.pop("model")
     if PartialState().is_main_process:  # under `accelerate launch`, rank 0 writes the artifact
         save_trained(model, cfg.adapters.name, out / "adapter")
-    return {**result, "cpu": cpu, "adapters": cfg.adapters.name, "loss": loss, "examples": len(examples),
+    return {**result, "cpu": cpu, "curriculum": list(blocks) if blocks else None, "adapters": cfg.adapters.name, "loss": loss, "examples": len(examples),
             "segmented_examples": sum(bool(r.get("segments")) for r in rows) if loss == "hierarchical" else 0,
             "trainable_params": trainable, "total_params": total,
             "trainable_pct": 100.0 * trainable / total}
+
+
+def format_examples(tokenizer, rows: list[dict], max_len: int, *, hierarchical: bool) -> list[dict]:
+    """instruction_first's first block: each problem answered in the instructed format alone
+    (the trace's own boxed answer), the reasoning left for the traces that follow."""
+    return [encode_chat(tokenizer, chat(r["problem"], f"\\boxed{{{r['answer']}}}"), max_len,
+                        segments=[] if hierarchical else None)
+            for r in rows if r.get("answer") is not None]
 
 
 def load_trained(student_path: str, trained_dir: Path | None, dtype: str = "float32"):

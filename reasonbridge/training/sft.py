@@ -50,6 +50,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     save_every: int = 0
     checkpoint_dir: Optional[Path] = None
+    blocks: Optional[tuple] = None  # a curriculum: consecutive example blocks, in this order each epoch
 
 
 def resolve_precision(precision: str) -> str:
@@ -107,7 +108,7 @@ def _train(model, examples: list[dict], settings: TrainSettings, *, pad_id: int,
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    sampler = EpochPermutation(len(examples), seed)
+    sampler = EpochPermutation(len(examples), seed, blocks=settings.blocks)
     loader = DataLoader(examples, batch_size=settings.batch_size, sampler=sampler,
                         collate_fn=lambda b: collate(b, pad_id))
     micro_per_epoch = math.ceil(len(examples) / settings.batch_size)
