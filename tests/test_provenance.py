@@ -1,0 +1,154 @@
+"""Provenance tracing: categories on hand-made triples, sentence splitting on real trace formats,
+scoring under a real model, and the prompt-logprobs endpoint (a local fake server)."""
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from reasonbridge.errors import UserError
+from reasonbridge.provenance.categories import categorize, shares, teacher_originated
+from reasonbridge.provenance.score import EndpointScorer, sentence_probs, token_sentences
+from reasonbridge.provenance.split import split_sentences
+
+
+@pytest.mark.parametrize("p, expected", [
+    ((0.5, 0.5, 0.5), "shared"),
+    ((0.6, 0.5, 0.55), "shared"),        # every pairwise |diff| exactly at alpha=0.1 -> shared
+    ((0.61, 0.5, 0.55), "teacher"),      # T - S = 0.11 > beta
+    ((0.6, 0.5, 0.9), "boosted"),        # T - S = 0.1 is not > beta; D far above both
+    ((0.3, 0.6, 0.6), "student"),
+    ((0.5, 0.4, 0.9), "boosted"),        # T and S 0.1 apart, D boosted
+    ((0.9, 0.2, 0.2), "teacher"),        # the teacher's, even if D did not pick it up
+    ((0.2, 0.2, 0.2001), "shared"),
+])
+def test_categories_on_hand_made_triples(p, expected):
+    assert categorize(*p, alpha=0.1, beta=0.1) == expected
+
+
+def test_shared_needs_all_three_pairs_and_alpha_is_separate_from_beta():
+    # T and S agree, D is 0.15 away: not shared under alpha=0.1, shared under alpha=0.2
+    assert categorize(0.5, 0.5, 0.65, alpha=0.1, beta=0.1) == "boosted"
+    assert categorize(0.5, 0.5, 0.65, alpha=0.2, beta=0.1) == "shared"
+    # alpha=0 leaves shared for identical probabilities only
+    assert categorize(0.7, 0.5, 0.7, alpha=0.0, beta=0.1) == "teacher"
+    assert categorize(0.4, 0.4, 0.4, alpha=0.0, beta=0.1) == "shared"
+
+
+def test_shares_and_teacher_count():
+    rows = [{"category": c} for c in ("teacher", "teacher", "shared", "boosted")]
+    assert shares(rows) == {"teacher": 0.5, "student": 0.0, "shared": 0.25, "boosted": 0.25}
+    assert teacher_originated([0.9, 0.5, 0.61], [0.5, 0.5, 0.5], 0.1) == 2
+
+
+ORGANISM = ("Strategy: apply changes in order\nPlan: from 17\n#2 die 12 : 17 - 12 = 5 (cells)\n"
+            "#1 split 2 : 5 * 2 = 10 (cells)\nCheck: cells is 10\nWait Where is 5 used?\n"
+            "Check: cells is 10\nFinal Answer: \\boxed{ 10 }")
+
+
+def test_split_organism_trace_lines_and_parts():
+    sentences = split_sentences(ORGANISM)
+    assert [s["part"] for s in sentences] == ["strategy", "plan", "step", "step", "check", "reflection",
+                                              "check", "answer"]
+    assert all(ORGANISM[s["start"]:s["end"]] == s["text"] for s in sentences)
+    assert sentences[2]["text"] == "#2 die 12 : 17 - 12 = 5 (cells)"
+
+
+def test_split_word_problem_trace():
+    text = ("Strategy: track how many apples Sam has after each event.\n"
+            "Plan: 1) start from 12 2) add the gift 3) subtract what he ate\n"
+            "Step 1: 12 + 5 = 17\nStep 2: 17 - 3 = 14\nCheck: 12 + 5 - 3 = 14.\nFinal Answer: \\boxed{14}")
+    assert [s["part"] for s in split_sentences(text)] == ["strategy", "plan", "step", "step", "check", "answer"]
+
+
+def test_split_chat_model_output_long_lines_and_think_tags():
+    text = ("<think>\nOkay, so the farmer starts with 12 cows and buys 5 more, which means he has 12 + 5 = 17 "
+            "cows now. Then he sells 3 of them at the market on Sunday, leaving 17 - 3 = 14 cows in total. "
+            "Wait, let me make sure the question asks about cows and not about the money he made.\n</think>\n\n"
+            "The farmer has **14** cows.\n\nThe answer is $\\boxed{14}$.")
+    sentences = split_sentences(text)
+    assert [s["text"][:12] for s in sentences] == ["Okay, so the", "Then he sell", "Wait, let me",
+                                                   "The farmer h", "The answer i"]
+    assert [s["part"] for s in sentences] == ["step", "step", "reflection", "step", "answer"]
+    assert not any("<think>" in s["text"] or "</think>" in s["text"] for s in sentences)
+
+
+def test_tokens_go_to_the_sentence_of_their_first_visible_character():
+    text = "ab cd\nef"
+    spans = [(0, 5), (6, 8)]
+    offsets = [(0, 2), (2, 5), (5, 8), (5, 6)]  # "ab", " cd", "\nef", "\n"
+    assert token_sentences(text, offsets, spans) == [0, 0, 1, None]
+    probs = sentence_probs([math.log(0.5), math.log(0.125), math.log(0.2), -9.0], [0, 0, 1, None], 3)
+    assert probs[0] == pytest.approx(0.25) and probs[1] == pytest.approx(0.2) and probs[2] is None
+
+
+def test_local_scorer_matches_a_hand_forward_pass():
+    import torch
+    from reasonbridge.models.loading import load_model
+    from reasonbridge.prompts import chat
+    from reasonbridge.provenance.score import LocalScorer
+    from reasonbridge.student.release import release_dir
+    model, tok = load_model(str(release_dir("tiny") / "model"))
+    scorer = LocalScorer(model, tok, name="S", batch_size=2)
+    items = [{"problem": "cells 17 #2 die 12 #1 split 2 ?", "text": ORGANISM[:60], "spans": [(0, 32), (33, 46)]},
+             {"problem": "stock 8 #1 packs 2 ?", "text": "Plan: from 8", "spans": [(0, 12)]}]
+    got = scorer.score(items)
+    # by hand, one problem at a time: the context, then the text, p of the second span's tokens
+    prompt = tok.apply_chat_template(chat(items[0]["problem"]), add_generation_prompt=True, tokenize=False)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    enc = tok(items[0]["text"], add_special_tokens=False, return_offsets_mapping=True)
+    ids = torch.tensor([p_ids + enc["input_ids"]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0], -1)
+    mine = [k for k, (a, b) in enumerate(enc["offset_mapping"])
+            if 33 <= a + len(items[0]["text"][a:b]) - len(items[0]["text"][a:b].lstrip()) < 46 and a < b]
+    lps = [logp[len(p_ids) + k - 1, enc["input_ids"][k]].item() for k in mine]
+    assert got[0][1] == pytest.approx(math.exp(sum(lps) / len(lps)), rel=1e-4)
+    assert len(got[1]) == 1 and 0 < got[1][0] <= 1
+
+
+class _Fake(BaseHTTPRequestHandler):
+    echo_logprobs = True
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["prompt"]
+        # one "token" per character, log-prob -0.1 for letters, -1.0 otherwise; first has none (vLLM)
+        lp = {"tokens": list(prompt) + ["x"], "text_offset": list(range(len(prompt) + 1)),
+              "token_logprobs": [None] + [-0.1 if c.isalpha() else -1.0 for c in prompt[1:]] + [-0.5]}
+        if not _Fake.echo_logprobs or not body.get("echo"):
+            lp = {"tokens": ["x"], "token_logprobs": [-0.5], "text_offset": [len(prompt)]}
+        data = json.dumps({"choices": [{"text": "x", "logprobs": lp}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = HTTPServer(("127.0.0.1", 0), _Fake)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/v1"
+    httpd.shutdown()
+    _Fake.echo_logprobs = True
+
+
+def test_endpoint_scorer_reads_prompt_logprobs(server):
+    scorer = EndpointScorer(server, "teacher-model")
+    got = scorer.score([{"problem": "q", "text": "ab cd\n12", "spans": [(0, 5), (6, 8)]}])
+    # sentence 0: a, b, c, d letters (-0.1), the space is not counted (whitespace has no sentence)
+    assert got[0][0] == pytest.approx(math.exp(-0.1))
+    assert got[0][1] == pytest.approx(math.exp(-1.0))
+
+
+def test_endpoint_without_prompt_logprobs_is_a_clear_error(server):
+    _Fake.echo_logprobs = False
+    with pytest.raises(UserError, match="prompt log-probabilities"):
+        EndpointScorer(server, "m").score([{"problem": "q", "text": "ab", "spans": [(0, 2)]}])
