@@ -23,7 +23,8 @@ STAGE_CODE = {"student": "reasonbridge.stages.student", "reference": "reasonbrid
               "benchmark": "reasonbridge.stages.benchmark", "pool": "reasonbridge.stages.pool",
               "traces": "reasonbridge.stages.traces", "attempts": "reasonbridge.stages.attempts",
               "data": "reasonbridge.stages.data", "train": "reasonbridge.stages.train",
-              "eval": "reasonbridge.stages.eval", "diagnose": "reasonbridge.stages.diagnose"}
+              "eval": "reasonbridge.stages.eval", "diagnose": "reasonbridge.stages.diagnose",
+              "candidates": "reasonbridge.stages.provenance", "provenance": "reasonbridge.stages.provenance"}
 
 
 def config_slice(node) -> dict:
@@ -41,6 +42,7 @@ def student_path(res: StageResult) -> str:
 class PipelineResult:
     stages: dict[str, StageResult] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # beside the config's, e.g. which provenance T
     run_id: str | None = None
     stopped_after: str | None = None
 
