@@ -152,3 +152,60 @@ def test_endpoint_without_prompt_logprobs_is_a_clear_error(server):
     _Fake.echo_logprobs = False
     with pytest.raises(UserError, match="prompt log-probabilities"):
         EndpointScorer(server, "m").score([{"problem": "q", "text": "ab", "spans": [(0, 2)]}])
+
+
+def test_selection_keeps_the_candidate_a_hand_count_picks():
+    from reasonbridge.stages.provenance import choose
+    beta = 0.1
+    cands = [  # problem a: sample 1 has 2 teacher sentences (0.9-0.5, 0.7-0.55), sample 0 and 2 have 1
+        {"problem_id": "a", "sample": 0, "p_T": [0.9, 0.5, 0.5], "p_S": [0.5, 0.5, 0.45]},
+        {"problem_id": "a", "sample": 1, "p_T": [0.9, 0.7, 0.6], "p_S": [0.5, 0.55, 0.5]},  # 0.6-0.5 is not > 0.1
+        {"problem_id": "a", "sample": 2, "p_T": [0.3, 0.8], "p_S": [0.6, 0.2]},
+        # problem b: a tie (one each) keeps the lowest sample; more sentences alone do not win
+        {"problem_id": "b", "sample": 0, "p_T": [0.2, 0.9], "p_S": [0.2, 0.1]},
+        {"problem_id": "b", "sample": 1, "p_T": [0.5, 0.5, 0.5, 0.9], "p_S": [0.5, 0.5, 0.5, 0.1]},
+        {"problem_id": "c", "sample": 1, "p_T": [0.1], "p_S": [0.9]},
+        {"problem_id": "c", "sample": 0, "p_T": [0.5], "p_S": [0.45]},
+    ]
+    chosen = {c["problem_id"]: c["sample"] for c in choose(cands, beta)}
+    assert chosen == {"a": 1, "b": 0, "c": 0}
+    assert {c["problem_id"]: c["sample"] for c in choose(cands, 0.35)} == {"a": 0, "b": 0, "c": 0}
+
+
+def test_samples_per_problem_needs_data_provenance_and_leaves_trace_keys_alone():
+    from reasonbridge.config import ConfigError, validate
+    from tests.conftest import compose_config
+    with pytest.raises(ConfigError, match="samples_per_problem"):
+        validate(compose_config(["teacher.samples_per_problem=3"]))
+    validate(compose_config(["data=provenance", "teacher.samples_per_problem=3", "provenance=trace"]))
+    from reasonbridge.stages.context import RunContext
+    from reasonbridge.stages import traces as traces_stage
+    keys = []
+    for over in ([], ["data=provenance", "teacher.samples_per_problem=4"]):
+        ctx = RunContext(compose_config(over))
+        seen = {}
+        ctx.stage = lambda name, config, upstream, compute, label=None: seen.setdefault("config", config)
+        traces_stage.traces(ctx, None)
+        keys.append(seen["config"])
+    assert keys[0] == keys[1] and "samples_per_problem" not in keys[0]["teacher"]
+
+
+@pytest.mark.slow
+def test_micro_run_traces_provenance_and_selects_by_it(micro_cfg, tmp_path):
+    from mlflow.tracking import MlflowClient
+    from reasonbridge.pipeline import run_experiment
+    # reuse_across_code: the released teacher-LM base (tiny_large) whatever this branch's code
+    result = run_experiment(micro_cfg("provenance=trace", "data=provenance", "teacher.samples_per_problem=2",
+                                      "data.difficulty=false", "reuse_across_code=[student]"))
+    m = result.metrics
+    shares = [m[f"provenance/{c}"] for c in ("teacher", "student", "shared", "boosted")]
+    assert sum(shares) == pytest.approx(1.0) and m["provenance/sentences"] > 0
+    assert "teacher_lm/acc/synthetic" in m and "candidates" in result.stages
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+    assert run.data.params["provenance/teacher"] == "teacher_lm:tiny_large+full_ft"
+    assert "data/candidates/not_first" in run.data.metrics and "provenance/scoring_s" in run.data.metrics
+    art = client.download_artifacts(result.run_id, "provenance/synthetic.jsonl", str(tmp_path))
+    rows = [json.loads(line) for line in open(art)]
+    assert rows and set(rows[0]) >= {"id", "sentence", "part", "p_T", "p_S", "p_D", "category", "correct"}
+    assert len(rows) == m["provenance/sentences"]
