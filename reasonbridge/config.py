@@ -372,7 +372,9 @@ class TeacherLMConfig:
 
     model: str = "tiny_large"  # a conf/model/ option
     adapters: str = "full_ft"  # a conf/adapters/ option
-    epochs: Optional[int] = None  # null: the run's train.epochs
+    # 3 of train=tiny's 12: T trains on the whole pool (2,000 traces), so 3 epochs are as many steps as
+    # the student's 12 on curated's 600; its accuracy is logged (teacher_lm/acc/<benchmark>). null: train.epochs
+    epochs: Optional[int] = 3
 
 
 @dataclass
@@ -383,7 +385,7 @@ class ProvenanceConfig:
     name: str = "none"
     alpha: float = 0.1  # shared: every pairwise |p difference| <= alpha (checked first)
     beta: float = 0.1  # teacher: p_T - p_S > beta; student: p_S - p_T > beta; data=provenance counts the first
-    batch_size: int = 16
+    batch_size: int = 64  # sequences per forward pass when scoring
     max_outputs: Optional[int] = None  # trace at most this many (the first) outputs per benchmark; null = all
     teacher_lm: TeacherLMConfig = field(default_factory=TeacherLMConfig)
     # teacher=openai: the served model's context around the user message, as text (its chat template)

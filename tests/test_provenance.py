@@ -209,3 +209,23 @@ def test_micro_run_traces_provenance_and_selects_by_it(micro_cfg, tmp_path):
     rows = [json.loads(line) for line in open(art)]
     assert rows and set(rows[0]) >= {"id", "sentence", "part", "p_T", "p_S", "p_D", "category", "correct"}
     assert len(rows) == m["provenance/sentences"]
+
+
+def test_report_stacks_mean_shares_per_row(tmp_path):
+    from reasonbridge.report.provenance_shares import provenance_rows, write_provenance
+    from reasonbridge.report.runs import RunRecord
+
+    def run(i, row, seed, shares, acc):
+        metrics = {f"provenance/{c}": v for c, v in zip(("teacher", "student", "shared", "boosted"), shares)}
+        metrics["acc/synthetic"] = acc
+        return RunRecord(f"r{i}", "0", i, "provenance", row, "tiny", seed, {}, metrics)
+    runs = [run(0, "lora", "0", (0.5, 0.1, 0.3, 0.1), 0.9), run(1, "lora", "1", (0.3, 0.1, 0.5, 0.1), 0.7),
+            run(2, "base", "0", (0.0, 0.4, 0.6, 0.0), 0.2),
+            RunRecord("r3", "0", 3, "table2", "lora", "tiny", "0", {}, {"acc/synthetic": 0.5})]  # not traced
+    lines = provenance_rows(runs)
+    assert [(x["row"], x["runs"]) for x in lines] == [("base", 1), ("lora", 2)]
+    assert lines[1]["teacher"] == pytest.approx(0.4) and lines[1]["acc"] == pytest.approx(0.8)
+    files = write_provenance(runs, tmp_path)
+    assert {p.name for p in files} == {"provenance.md", "provenance.png", "provenance.pdf"}
+    assert "| provenance | lora | 2 | 80.0 | 40.0 | 10.0 | 40.0 | 10.0 |" in (tmp_path / "provenance.md").read_text()
+    assert write_provenance(runs[3:], tmp_path / "none") == []

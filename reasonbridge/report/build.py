@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from reasonbridge.report.accounting import RunCount, count_runs
 from reasonbridge.report.interventions import intervention_lines
 from reasonbridge.report.provenance import mark_code_states
+from reasonbridge.report.provenance_shares import SOURCE as PROVENANCE_SOURCE, write_provenance
 from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
 from reasonbridge.report.runs import fetch_runs, load_predictions
 from reasonbridge.report.specs import load_specs
@@ -63,6 +64,9 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
             if extra:
                 md = out_dir / f"{spec.name}.md"
                 md.write_text(md.read_text() + "\n".join(extra) + "\n")
+    if tables is None:  # sentence provenance of every run that traced it (experiment=provenance and tables)
+        traced = {r.run_id: r for r in runs + fetch_runs(client, {PROVENANCE_SOURCE})}
+        figures += write_provenance(list(traced.values()), out_dir)
     write_index(built, figures, out_dir, uri, len(runs))
     files += figures + [out_dir / "README.md"]
     used = {r.run_id for t in built for line in t.lines for c in line.cells for r in c.runs}
