@@ -229,3 +229,22 @@ def test_report_stacks_mean_shares_per_row(tmp_path):
     assert {p.name for p in files} == {"provenance.md", "provenance.png", "provenance.pdf"}
     assert "| provenance | lora | 2 | 80.0 | 40.0 | 10.0 | 40.0 | 10.0 |" in (tmp_path / "provenance.md").read_text()
     assert write_provenance(runs[3:], tmp_path / "none") == []
+
+
+def test_hf_local_and_endpoint_teachers_serve_as_t_with_their_own_scorers(server):
+    from reasonbridge.provenance.score import LocalScorer
+    from reasonbridge.stages.context import RunContext
+    from reasonbridge.stages.provenance import teacher
+    from reasonbridge.student.release import release_dir
+    from tests.conftest import compose_config
+    folder = str(release_dir("tiny_large") / "model")
+    t = teacher(RunContext(compose_config(["teacher=hf_local", f"teacher.model={folder}", "provenance=trace"])), None, [])
+    assert t.describe == f"hf_local:{folder}" and t.upstream == {}  # no teacher LM trained
+    scorer = t.load()
+    assert isinstance(scorer, LocalScorer)
+    (p,), = scorer.score([{"problem": "stock 8 #1 packs 2 ?", "text": "Plan: from 8", "spans": [(0, 12)]}])
+    assert 0 < p <= 1
+    t = teacher(RunContext(compose_config(["teacher=openai", f"teacher.base_url={server}", "teacher.model=m",
+                                           "provenance=trace"])), None, [])
+    assert t.describe == f"endpoint:{server}#m"
+    assert t.load().score([{"problem": "q", "text": "ab", "spans": [(0, 2)]}])[0][0] == pytest.approx(math.exp(-0.1))
