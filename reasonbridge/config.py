@@ -25,7 +25,7 @@ from reasonbridge.errors import UserError
 from reasonbridge.cache import DEFAULT_CACHE_DIR
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config root
-STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval", "diagnose")
+STAGES = ("student", "benchmark", "pool", "traces", "data", "train", "eval", "diagnose", "candidates", "provenance")
 # stop_after aliases: `curate` stops once the training data is selected
 STOP_ALIASES = {"curate": "data"}
 
@@ -112,6 +112,9 @@ class TeacherConfig:
     system_prompt: Optional[str] = None
     batch_size: int = 8  # hf_local
     dtype: str = "float32"  # hf_local
+    # data=provenance: candidate traces per problem, sample j from the teacher seeded seed + j·100003
+    # (the traces stage's own is sample 0); the stage keys drop it, so other variants' caches stay
+    samples_per_problem: int = 1
 
 
 @dataclass
@@ -365,6 +368,34 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class TeacherLMConfig:
+    """The teacher language model T of provenance tracing when the teacher itself gives no
+    probabilities (teacher=symbolic): a larger organism model trained on the teacher's traces of the
+    whole pool, from a teacher seed no candidate uses (so T has not seen the very texts it scores)."""
+
+    model: str = "tiny_large"  # a conf/model/ option
+    adapters: str = "full_ft"  # a conf/adapters/ option
+    # 3 of train=tiny's 12: T trains on the whole pool (2,000 traces), so 3 epochs are as many steps as
+    # the student's 12 on curated's 600; its accuracy is logged (teacher_lm/acc/<benchmark>). null: train.epochs
+    epochs: Optional[int] = 3
+
+
+@dataclass
+class ProvenanceConfig:
+    """Sentence provenance under the teacher T, the original student S and the trained model D
+    (reasonbridge/provenance/, docs/provenance.md): `trace` adds a stage after each evaluation."""
+
+    name: str = "none"
+    alpha: float = 0.1  # shared: every pairwise |p difference| <= alpha (checked first)
+    beta: float = 0.1  # teacher: p_T - p_S > beta; student: p_S - p_T > beta; data=provenance counts the first
+    batch_size: int = 64  # sequences per forward pass when scoring
+    max_outputs: Optional[int] = None  # trace at most this many (the first) outputs per benchmark; null = all
+    teacher_lm: TeacherLMConfig = field(default_factory=TeacherLMConfig)
+    # teacher=openai: the served model's context around the user message, as text (its chat template)
+    prompt_format: str = "{user}\n"
+
+
+@dataclass
 class TrackingConfig:
     uri: Optional[str] = None  # MLFLOW_TRACKING_URI wins; else this; else MLflow's default
     experiment: str = "reasonbridge"
@@ -425,6 +456,7 @@ class Config:
     benchmarks: list[str] = field(default_factory=list)
     eval_limit: Optional[int] = None  # at most this many (the first) problems of every benchmark; null = its size
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -491,7 +523,7 @@ def _did_you_mean(key: str, known: list[str], path: str, value) -> str:
 # Fields whose value names an option of a config group: it must be one of the group's files.
 GROUP_FIELDS = {"teacher.name": "teacher", "pool.name": "pool", "data.name": "data", "adapters.name": "adapters",
                 "inference.name": "inference", "benchmark.name": "benchmark", "diagnostics.name": "diagnostics",
-                "distill.name": "distill"}
+                "distill.name": "distill", "provenance.name": "provenance"}
 # Values a field's code knows; a name outside these fails before any work starts.
 CHOICES = {
     "model.source": ("tiny", "pretrained", "gguf_package", "api"),
@@ -546,6 +578,19 @@ def validate(cfg: DictConfig) -> None:
             fail(f"teacher.{key}", "must be in [0, 1]")
     if cfg.teacher.corrections + cfg.teacher.rechecks > 1.0:
         fail("teacher.rechecks", "teacher.corrections + teacher.rechecks must be at most 1")
+    if cfg.teacher.samples_per_problem < 1:
+        fail("teacher.samples_per_problem", "must be at least 1")
+    if cfg.teacher.samples_per_problem > 1 and cfg.data.name != "provenance":
+        fail("teacher.samples_per_problem", "only data=provenance chooses among several candidates per problem")
+    uses_provenance = cfg.provenance.name != "none" or cfg.data.name == "provenance"
+    if uses_provenance and cfg.model.source == "api":
+        fail("model.source", "provenance scores the student's own probabilities: it needs a local model")
+    if uses_provenance and cfg.provenance.teacher_lm.model not in group_options("model"):
+        fail("provenance.teacher_lm.model", f"expected one of {list(group_options('model'))}")
+    if uses_provenance and cfg.provenance.teacher_lm.adapters not in group_options("adapters"):
+        fail("provenance.teacher_lm.adapters", f"expected one of {list(group_options('adapters'))}")
+    if cfg.provenance.alpha < 0 or cfg.provenance.beta < 0:
+        fail("provenance.beta", "alpha and beta must be >= 0")
     for key in ("pool.difficulties", "benchmark.difficulties"):
         lo_hi = list(OmegaConf.select(cfg, key))
         if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1] <= 5:

@@ -19,6 +19,7 @@ from reasonbridge.config import STOP_ALIASES, validate
 from reasonbridge.errors import Interrupted
 from reasonbridge.stages import attempts, benchmark, bridge, checks, data, diagnose, pool, student, traces, train
 from reasonbridge.stages import eval as eval_stage  # `eval`, the stage's name, is a builtin
+from reasonbridge.stages import provenance as provenance_stage
 from reasonbridge.stages.context import PipelineResult, RunContext, student_path
 
 __all__ = ["Pipeline", "PipelineResult", "run_experiment"]
@@ -70,6 +71,13 @@ class Pipeline:
         if self._stop("traces"):
             return self.result
         solved = attempts.attempts(ctx, built, problems) if cfg.data.difficulty else {}
+        teacher = None  # provenance's T (docs/provenance.md)
+        if cfg.provenance.name != "none" or cfg.data.name == "provenance":
+            teacher = provenance_stage.teacher(ctx, problems, list(zip(bcfgs, benches.values())))
+            self.result.metrics.update(teacher.metrics)
+            self.result.params["provenance/teacher"] = teacher.describe
+        if cfg.data.name == "provenance":
+            written = provenance_stage.candidates(ctx, built, problems, written, teacher)
         selected = data.data(ctx, written, solved)
         if self._stop("data"):
             return self.result
@@ -81,6 +89,8 @@ class Pipeline:
             ev = eval_stage.evaluate_benchmark(ctx, built, trained, bench, bcfg)
             self.result.metrics.update(json.loads((ev.path / "metrics.json").read_text()))
             self.result.metrics.update(eval_stage.intervention_effect(ctx, built, trained, bench, bcfg, ev))
+            if cfg.provenance.name == "trace" and bcfg.name != "lm_eval":
+                self.result.metrics.update(provenance_stage.trace(ctx, built, trained, bench, bcfg, ev, teacher))
             if cfg.diagnostics.name != "none" and bcfg.name != "lm_eval":
                 diag = diagnose.diagnose(ctx, built, trained, bench, ev, bcfg)
                 self.result.metrics.update(json.loads((diag.path / "metrics.json").read_text()))

@@ -73,8 +73,8 @@ def test_table2_numbers_match_the_paper():
     spec = SPECS["table2"]
     left, right = column_streams(paper_block("Model Variant | AIME 2024", "w/ Full Dataset (58K)"), 3)
     found = dict(left + right)
-    paper_rows = [r for r in spec.rows if r.paper is not None]  # and three plain-SFT rows of ours
-    assert len(found) == 12 and len(paper_rows) == 12 and len(spec.rows) == 15
+    paper_rows = [r for r in spec.rows if r.paper is not None]  # and three plain-SFT rows and provenance selection
+    assert len(found) == 12 and len(paper_rows) == 12 and len(spec.rows) == 16
     assert {r.label: r.paper for r in paper_rows} == found
     # the text's differences agree with the table (GII vs budget forcing: 3.4 / 2.2 / 3.1)
     full, bf = spec.rows[0].paper, spec.rows[-1].paper
@@ -156,7 +156,7 @@ def test_table2_rows_change_one_thing_against_the_full_method():
     rows = {row.row: compose_config([f"row={row.row}"]) for row in SPECS["table2"].rows[1:]}
     assert {row: changed(cfg, full) for row, cfg in rows.items()} == {
         "no_quality": ["data"], "no_difficulty": ["data"], "no_diversity": ["data"], "random_data": ["data"],
-        "full_data": ["data"], "no_strategic": ["adapters"], "no_tactical": ["adapters"],
+        "provenance_selection": ["data"], "full_data": ["data"], "no_strategic": ["adapters"], "no_tactical": ["adapters"],
         "no_operational": ["adapters"], "no_hierarchical_loss": ["loss"], "lora": ["adapters"],
         "lora_sft": ["adapters", "loss"], "full_ft": ["adapters"], "full_ft_sft": ["adapters", "loss"],
         "budget_forcing": ["inference"]}

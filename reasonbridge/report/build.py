@@ -12,6 +12,7 @@ from reasonbridge.report.accounting import RunCount, count_runs
 from reasonbridge.report.claims import build_claims, claims_markdown, write_claims
 from reasonbridge.report.interventions import intervention_lines
 from reasonbridge.report.provenance import mark_code_states
+from reasonbridge.report.provenance_shares import SOURCE as PROVENANCE_SOURCE, write_provenance
 from reasonbridge.report.render import plot_scaling, write_csv, write_index, write_latex, write_markdown
 from reasonbridge.report.runs import fetch_runs, load_predictions
 from reasonbridge.report.specs import load_specs
@@ -72,6 +73,9 @@ def build_report(out_dir: Path = ROOT / "reports", experiments_dir: Path = ROOT 
         budget_files = build_budget_report(client, out_dir, n_boot=n_boot, workers=workers)
         figures += budget_files[:2]
         files += budget_files[2:]
+    if tables is None:  # sentence provenance of every run that traced it (experiment=provenance and tables)
+        traced = {r.run_id: r for r in runs + fetch_runs(client, {PROVENANCE_SOURCE})}
+        figures += write_provenance(list(traced.values()), out_dir)
     claims = build_claims(built, n_boot=n_boot)
     files += write_claims(claims, out_dir)
     write_index(built, figures, out_dir, uri, len(runs), claims=claims_markdown(claims))

@@ -24,7 +24,8 @@ STAGE_CODE = {"student": "reasonbridge.stages.student", "reference": "reasonbrid
               "traces": "reasonbridge.stages.traces", "attempts": "reasonbridge.stages.attempts",
               "data": "reasonbridge.stages.data", "train": "reasonbridge.stages.train",
               "eval": "reasonbridge.stages.eval", "diagnose": "reasonbridge.stages.diagnose",
-              "subset": "reasonbridge.stages.bridge", "rationales": "reasonbridge.stages.bridge"}
+              "subset": "reasonbridge.stages.bridge", "rationales": "reasonbridge.stages.bridge",
+              "candidates": "reasonbridge.stages.provenance", "provenance": "reasonbridge.stages.provenance"}
 
 
 def config_slice(node) -> dict:
@@ -42,6 +43,7 @@ def student_path(res: StageResult) -> str:
 class PipelineResult:
     stages: dict[str, StageResult] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # beside the config's, e.g. which provenance T
     run_id: str | None = None
     stopped_after: str | None = None
 

@@ -97,6 +97,18 @@ def log_stage_outputs(logger, cfg: DictConfig, result: PipelineResult) -> None:
                         ",".join(used)
     if isolation:
         logger.set_tags(isolation)
+    if "candidates" in stages:  # data=provenance: how the chosen candidates differ from the first sample
+        info = json.loads((stages["candidates"].path / "teacher.json").read_text())
+        metrics["data/candidates/not_first"] = info["chosen_not_sample0"]
+        metrics["data/candidates/teacher_sentences"] = info["teacher_sentences_chosen"]
+    for name, res in stages.items():  # provenance=trace: the per-sentence rows, the scoring time
+        if name == "provenance" or name.startswith("provenance/"):
+            for rows in sorted((res.path / "provenance").glob("*.jsonl")):
+                logger.log_artifact(rows, "provenance")
+            info = json.loads((res.path / "provenance.json").read_text())
+            metrics["provenance/scoring_s" + name[len("provenance"):]] = info["scoring_s"]
+    if result.params:
+        logger.log_params(result.params)
     metrics.update(result.metrics)
     logger.log_metrics(metrics)
 

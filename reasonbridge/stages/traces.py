@@ -12,7 +12,8 @@ def traces(ctx: RunContext, pool: StageResult) -> StageResult:
     """Teacher traces for every pool problem, through the teacher cache (see
     `reasonbridge.curation.teacher_cache`): a killed run re-queries nothing that finished."""
     cfg = ctx.cfg
-    config = {"teacher": config_slice(cfg.teacher), "seed": cfg.seed}
+    teacher = {k: v for k, v in config_slice(cfg.teacher).items() if k != "samples_per_problem"}  # one trace each
+    config = {"teacher": teacher, "seed": cfg.seed}
 
     def compute(out: Path) -> None:
         from reasonbridge.curation.teacher_cache import Budget, TeacherCache, collect_traces
