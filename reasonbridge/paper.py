@@ -44,6 +44,8 @@ PLAN = (
     Sweep("scaling", (), "Figure 4: test-time scaling"),
     Sweep("table2", (), "Table 2: ablations"),
     Sweep("table3", (), "Table 3: implementation details"),
+    Sweep("bridge", (), "BRIDGE: accuracy per teacher query (budget curve)"),
+    Sweep("provenance", (), "Provenance tracing: where each sentence came from"),
 )
 
 _ROW_DONE = re.compile(r"^\[(?P<name>[^\]]+)\] (acc/|stopped after)")
