@@ -65,7 +65,10 @@ def test_a_behaviour_change_changes_the_stages_that_import_it_only(tmp_path, now
     root = copy_package(tmp_path)
     path = root / "inference" / "state.py"
     path.write_text(path.read_text() + "\nEXTRA_UNCERTAINTY_PHRASE = 'hmm, not sure'\n")
-    assert changed(now, fingerprints(root)) == {"attempts", "eval", "diagnose"}  # the stages that generate
+    # the stages that generate: attempts, eval, diagnose, BRIDGE's (the TA's answers and rationales) and
+    # provenance's (it scores what eval generated, and candidates import the same stage module)
+    assert changed(now, fingerprints(root)) == {"attempts", "eval", "diagnose", "subset", "rationales",
+                                                "candidates", "provenance"}
 
 
 def test_an_edit_of_the_report_or_bench_changes_no_stage(tmp_path, now):
