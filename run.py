@@ -23,9 +23,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from reasonbridge.config import register_configs
-from reasonbridge.errors import Interrupted, ServiceUnavailable, UserError, one_line, traceback_wanted
+from reasonbridge.errors import (Interrupted, ServiceUnavailable, UserError, one_line, redeliver_swallowed_interrupts,
+                                 traceback_wanted)
 
 register_configs()
+redeliver_swallowed_interrupts()
 # peft still calls a transformers property that v5 deprecated; nothing for users to act on
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 log = logging.getLogger("reasonbridge")

@@ -430,7 +430,9 @@ class BridgeConfig:
     samples: int = 4  # answers the TA samples per problem for the entropy
     temperature: float = 1.0
     max_new_tokens: int = 64  # per sampled answer
-    ta: ModelConfig = field(default_factory=ModelConfig)  # composed from conf/model/ (model@bridge.ta)
+    # composed from conf/model/ (model@bridge.ta); the schema states the default selection, tiny_large
+    ta: ModelConfig = field(default_factory=lambda: ModelConfig(
+        name="tiny_large", tiny=TinyStudentConfig(hidden_size=128, intermediate_size=512)))
 
 
 @dataclass

@@ -54,3 +54,23 @@ def one_line(error: BaseException) -> str:
 def traceback_wanted() -> bool:
     """Whether the user asked for tracebacks (Hydra's own switch)."""
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def redeliver_swallowed_interrupts() -> None:
+    """Make every Ctrl-C reach the run. Python raises KeyboardInterrupt in whatever frame runs when
+    the signal arrives; inside a garbage-collector callback (SQLAlchemy's weakref callbacks under
+    MLflow) it is printed as "Exception ignored" and lost, and the run goes on. Such an interrupt
+    is delivered again, to the main thread, a moment later."""
+    import sys
+    import threading
+    import _thread
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            threading.Timer(0.05, _thread.interrupt_main).start()  # out of the callback by then
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook

@@ -101,7 +101,7 @@ def test_the_default_run_is_the_schema():
 
 def test_group_options_are_the_files_of_the_group():
     assert group_options("data") == ("curated", "full", "full58k", "no_difficulty", "no_diversity", "no_quality",
-                                     "random")
+                                     "provenance", "random")
     assert {"none", "budget_forcing", "gii"} == set(group_options("inference"))
 
 

@@ -183,6 +183,26 @@ def test_ctrl_c_ends_in_one_line_keeps_what_finished_and_the_rerun_reuses_it(env
     assert again.returncode == 0 and "reused from the stage cache: student, benchmark, pool, traces, data" in again.stdout
 
 
+def test_a_ctrl_c_swallowed_by_a_garbage_collector_callback_still_stops_the_run():
+    """CI met it: the SIGINT landed in a weakref callback, Python printed "Exception ignored" and the
+    run finished with exit 0. The interrupt is delivered again, with no traceback."""
+    code = """
+import gc, time, weakref
+from reasonbridge.errors import redeliver_swallowed_interrupts
+redeliver_swallowed_interrupts()
+class Thing: pass
+def callback(ref): raise KeyboardInterrupt   # what the signal does when it arrives in there
+thing = Thing(); ref = weakref.ref(thing, callback)
+del thing; gc.collect()
+try:
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("stopped")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "stopped" and "Traceback" not in proc.stderr and "ignored" not in proc.stderr
+
+
 # -- a sweep names what it varies; the report says what it counted ------------------------------
 def test_a_sweep_names_its_jobs_after_their_overrides_and_the_report_counts_what_it_left_out(env, shared_cache,
                                                                                               tmp_path):
