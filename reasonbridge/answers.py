@@ -27,6 +27,19 @@ def extract_boxed(text: str) -> str | None:
     return (contents[-1] or None) if contents else None
 
 
+def last_boxed(text: str) -> str | None:
+    """The last balanced ``\\boxed{...}`` exactly as the text writes it (its spacing included, which a
+    word-level tokenizer such as the organism's needs), or None."""
+    found = None
+    for m in _BOXED.finditer(text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        found = text[m.start():i] if depth == 0 else None
+    return found
+
+
 def extract_all_boxed(text: str) -> list[str]:
     """Contents of every balanced, non-empty ``\\boxed{...}``, in order."""
     return [c for c in _boxed_contents(text) if c]

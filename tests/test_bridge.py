@@ -74,21 +74,21 @@ def test_instruction_first_curriculum_orders_each_epoch_format_block_first_and_r
         EpochPermutation(10, seed=0, blocks=(4, 5))
 
 
-def test_format_examples_are_the_answer_alone(tmp_path):
+def test_format_examples_are_the_traces_own_boxed_answer_in_words_the_student_knows():
+    """The format block once wrote `\\boxed{19}`, a word the organism's tokenizer does not know: the
+    student learned to answer `<|unk|>` and scored 0. It answers as the trace writes it."""
+    from transformers import AutoTokenizer
     from reasonbridge.training.run import format_examples
-
-    class Tok:  # records what would be tokenized; encode_chat is the real one
-        pass
-    import reasonbridge.training.run as run
-    seen = []
-    orig = run.encode_chat
-    run.encode_chat = lambda tok, messages, max_len, segments=None: seen.append(messages) or {}
-    try:
-        out = format_examples(Tok(), [{"problem": "p1", "answer": "7"}, {"problem": "p2", "answer": None}], 64,
-                              hierarchical=False)
-    finally:
-        run.encode_chat = orig
-    assert len(out) == 1 and seen[0][-1] == {"role": "assistant", "content": "\\boxed{7}"}
+    from tests.conftest import ROOT
+    tok = AutoTokenizer.from_pretrained(ROOT / "reasonbridge/student/released/organism/model")
+    rows = [{"problem": "reg 0 #1 inc 6 ?", "answer": "6",
+             "text": "Strategy: apply changes in order Plan: from 0 #1 inc 6 : 0 + 6 = 6 (reg) Check: reg is 6 "
+                     "Final Answer: \\boxed{ 6 }"},
+            {"problem": "reg 1 #1 inc 1 ?", "answer": None, "text": "Strategy: apply changes in order"}]
+    (only,) = format_examples(tok, rows, 64, hierarchical=False)
+    answer = [i for i, label in zip(only["input_ids"], only["labels"]) if label != -100]
+    assert tok.decode(answer) == "\\boxed{ 6 } <|end|>"
+    assert tok.unk_token_id not in only["input_ids"]
 
 
 def test_distill_config_is_validated_naming_the_field():

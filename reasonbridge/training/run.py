@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reasonbridge.adapters.hierarchical import attach_hierarchical, load_hierarchical, plan_sites, save_hierarchical
 from reasonbridge.adapters.lora import attach_lora, load_lora
+from reasonbridge.answers import last_boxed
 from reasonbridge.io import read_jsonl
 from reasonbridge.models.loading import DTYPES, count_parameters, load_model
 from reasonbridge.prompts import chat
@@ -117,10 +118,11 @@ def train_student(cfg: DictConfig, student_path: str, selected_path: Path, out: 
 
 def format_examples(tokenizer, rows: list[dict], max_len: int, *, hierarchical: bool) -> list[dict]:
     """instruction_first's first block: each problem answered in the instructed format alone
-    (the trace's own boxed answer), the reasoning left for the traces that follow."""
-    return [encode_chat(tokenizer, chat(r["problem"], f"\\boxed{{{r['answer']}}}"), max_len,
-                        segments=[] if hierarchical else None)
-            for r in rows if r.get("answer") is not None]
+    (the trace's own last boxed answer, as the trace writes it: the organism's word-level tokenizer
+    knows `\\boxed{ 7 }` but not `\\boxed{7}`), the reasoning left for the traces that follow."""
+    boxed = [(r, last_boxed(r["text"])) for r in rows]
+    return [encode_chat(tokenizer, chat(r["problem"], answer), max_len, segments=[] if hierarchical else None)
+            for r, answer in boxed if answer is not None]
 
 
 def load_trained(student_path: str, trained_dir: Path | None, dtype: str = "float32"):
