@@ -94,7 +94,7 @@ def test_format_examples_are_the_traces_own_boxed_answer_in_words_the_student_kn
 def test_distill_config_is_validated_naming_the_field():
     cfg = compose_config(["distill=bridge"])
     validate(cfg)
-    assert cfg.bridge.budget == 0.05 and cfg.bridge.ta.name == "tiny_large" and cfg.train.curriculum == "instruction_first"
+    assert cfg.bridge.budget == 0.05 and cfg.bridge.ta.name == "tiny_large" and cfg.train.curriculum == "none"
     assert compose_config().distill.name == "direct" and compose_config().bridge.budget == 1.0
     for bad, field in (("bridge.budget=0", "bridge.budget"), ("bridge.budget=12.5", "bridge.budget"),
                        ("bridge.budget=5000", "bridge.budget"), ("train.curriculum=reverse", "train.curriculum")):

@@ -15,10 +15,12 @@ import statistics
 from collections import Counter
 
 from reasonbridge.curation.filters import diversity_sample, quality_filter, difficulty_filter
+from reasonbridge.errors import UserError
 
 
-class EmptySelection(ValueError):
-    """A filter left nothing (or too little) to select from; the message has the per-stage counts."""
+class EmptySelection(UserError):
+    """A filter left nothing (or too little) to select from; the message has the per-stage counts
+    (run.py ends with it as one line, exit 2: the fix is a smaller `data.size` or another variant)."""
 
 
 def _hash(rows: list[dict]) -> str:
@@ -68,7 +70,8 @@ def select_traces(traces: list[dict], data_cfg, *, seed: int,
     if size is not None:
         if size > len(current):
             raise EmptySelection(f"data={data_cfg.name} asks for data.size={size} but only {len(current)} traces "
-                                 f"passed the filters (counts per stage: {counts})")
+                                 f"passed the filters (counts per stage: {counts}); "
+                                 f"set data.size to at most {len(current)}")
         if data_cfg.diversity:
             current = diversity_sample(current, size, seed=seed)
         else:
