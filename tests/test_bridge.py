@@ -126,7 +126,8 @@ def test_micro_bridge_spends_exactly_the_budget_and_logs_the_curve_points(tmp_pa
     cache = tmp_path / "cache"  # its own teacher ledger: every line in it was asked by this test
     common = ["experiment=micro", f"paths.cache_dir={cache}", "progress=false", *MICRO_TA]
     # the teacher's hard cap at the budget: phase 2 asking for one more would fail the run
-    bridge = run_experiment(compose_config([*common, "distill=bridge", "bridge.budget=0.25", "teacher.max_queries=16"]))
+    bridge = run_experiment(compose_config([*common, "distill=bridge", "bridge.budget=0.25", "teacher.max_queries=16",
+                                                  "train.curriculum=instruction_first"]))  # an option, not the default
     teacher = json.loads((bridge.stages["traces"].path / "teacher.json").read_text())
     ledger = [json.loads(line) for line in Path(teacher["ledger"]).read_text().splitlines()]
     assert len(ledger) == 16 == teacher["ledger_queries"]
