@@ -9,16 +9,22 @@ _FRAC = re.compile(r"([+-]?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 
 
-def _boxed_contents(text: str) -> list[str | None]:
-    """Content of every ``\\boxed{`` in order; None where its braces never close."""
-    out: list[str | None] = []
+def _boxed_spans(text: str) -> list[tuple[int, int, int | None]]:
+    """Per ``\\boxed{``, in order: where it starts, where its content starts, and the end just after
+    its closing brace (None where its braces never close)."""
+    out: list[tuple[int, int, int | None]] = []
     for m in _BOXED.finditer(text):
         depth, i = 1, m.end()
         while i < len(text) and depth:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
-        out.append(text[m.end():i - 1].strip() if depth == 0 else None)
+        out.append((m.start(), m.end(), i if depth == 0 else None))
     return out
+
+
+def _boxed_contents(text: str) -> list[str | None]:
+    """Content of every ``\\boxed{`` in order; None where its braces never close."""
+    return [None if end is None else text[content:end - 1].strip() for _, content, end in _boxed_spans(text)]
 
 
 def extract_boxed(text: str) -> str | None:
@@ -30,14 +36,11 @@ def extract_boxed(text: str) -> str | None:
 def last_boxed(text: str) -> str | None:
     """The last balanced ``\\boxed{...}`` exactly as the text writes it (its spacing included, which a
     word-level tokenizer such as the organism's needs), or None."""
-    found = None
-    for m in _BOXED.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        found = text[m.start():i] if depth == 0 else None
-    return found
+    spans = _boxed_spans(text)
+    if not spans or spans[-1][2] is None:
+        return None
+    start, _, end = spans[-1]
+    return text[start:end]
 
 
 def extract_all_boxed(text: str) -> list[str]:

@@ -116,8 +116,8 @@ def test_a_model_path_that_is_neither_a_folder_nor_a_hub_model_is_named_before_w
     no_work_started(env, shared_cache)
 
 
-def test_a_selection_larger_than_what_passes_the_filters_ends_in_one_line_keeping_the_traces(env, shared_cache,
-                                                                                             tmp_path):
+def test_a_selection_larger_than_what_passes_the_filters_ends_in_one_line_naming_the_most_it_can_be(
+        env, shared_cache, tmp_path):
     proc = run(env, shared_cache, tmp_path, "experiment=micro", "data=curated", "data.size=100000", "stop_after=data")
     line = one_error_line(proc, 2)
     assert "data=curated asks for data.size=100000 but only" in line and "set data.size to at most" in line
